@@ -1,0 +1,488 @@
+//! Message framing: how long is the request body? (RFC 9112 §6)
+//!
+//! This is where request smuggling lives. When two servers in a chain disagree
+//! on where one request ends, the bytes after it become someone else's
+//! request. So every rule here is strict, says which section it enforces, and
+//! rejects rather than guesses:
+//!
+//! | received                                           | outcome |
+//! |----------------------------------------------------|---------|
+//! | Transfer-Encoding and Content-Length together      | 400 (§6.1) |
+//! | Transfer-Encoding in an HTTP/1.0 request           | 400 (§6.1) |
+//! | `chunked` twice, or not last                       | 400 (§6.1, §6.3) |
+//! | a coding we do not implement (gzip, identity, ...) | 501 (§6.1) |
+//! | Content-Length that is not 1*DIGIT, or values that differ | 400 (§6.3, §8.6) |
+//! | a body larger than `--max-body`                    | 413 (RFC 9110 §15.5.14) |
+//! | neither header                                     | no body (§6.3 rule 7) |
+//!
+//! The chunked decoder below is incremental: it is fed the bytes received so
+//! far and remembers where it stopped, because a client may deliver a chunk
+//! one byte at a time.
+
+use crate::parse::{is_tchar, Rejection, Version};
+
+/// How the body of a request is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body at all.
+    None,
+    /// Exactly this many bytes follow the head.
+    Length(u64),
+    /// Chunked transfer coding (RFC 9112 §7.1).
+    Chunked,
+}
+
+/// Decides the framing of a request from its Transfer-Encoding and
+/// Content-Length fields. `fields` are (lower-case name, value) pairs.
+pub fn body_framing<'a>(
+    version: Version,
+    fields: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
+    max_body: u64,
+) -> Result<BodyFraming, Rejection> {
+    let transfer_encodings: Vec<&[u8]> = fields.clone().filter(|(n, _)| *n == "transfer-encoding").map(|(_, v)| v).collect();
+    let content_lengths: Vec<&[u8]> = fields.filter(|(n, _)| *n == "content-length").map(|(_, v)| v).collect();
+
+    if !transfer_encodings.is_empty() {
+        // §6.1: "A server MAY reject a request that contains both Content-Length
+        // and Transfer-Encoding". Both together is the classic CL.TE/TE.CL
+        // smuggling vector, so we do.
+        if !content_lengths.is_empty() {
+            return Err(Rejection::bad_request("Content-Length and Transfer-Encoding together (RFC 9112 §6.1)"));
+        }
+        // §6.1: a server that receives Transfer-Encoding in an HTTP/1.0 message
+        // "MUST treat the message as if the framing is faulty".
+        if version == Version::Http10 {
+            return Err(Rejection::bad_request("Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1)"));
+        }
+        return transfer_coding(&transfer_encodings);
+    }
+    if !content_lengths.is_empty() {
+        let length = content_length(&content_lengths)?;
+        if length > max_body {
+            return Err(Rejection::new(413, "request body larger than the server accepts (RFC 9110 §15.5.14)"));
+        }
+        return Ok(BodyFraming::Length(length));
+    }
+    Ok(BodyFraming::None)
+}
+
+/// Transfer-Encoding = #transfer-coding (RFC 9112 §6.1). We implement only
+/// `chunked`, which must be applied once and last.
+fn transfer_coding(values: &[&[u8]]) -> Result<BodyFraming, Rejection> {
+    let mut codings: Vec<String> = Vec::new();
+    for value in values {
+        for element in value.split(|&b| b == b',') {
+            let element = trim_ows(element);
+            // RFC 9110 §5.6.1: a recipient MUST parse and ignore a reasonable
+            // number of empty list elements (so ", chunked" is "chunked").
+            if element.is_empty() {
+                continue;
+            }
+            // transfer-coding = token *( OWS ";" OWS transfer-parameter );
+            // the name is the token before any parameter.
+            let name = element.split(|&b| b == b';').next().map(trim_ows).unwrap_or(element);
+            if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+                return Err(Rejection::bad_request("Transfer-Encoding is not a list of tokens (RFC 9112 §6.1)"));
+            }
+            codings.push(String::from_utf8_lossy(name).to_ascii_lowercase());
+        }
+        if codings.len() > 16 {
+            return Err(Rejection::bad_request("too many transfer codings (RFC 9112 §6.1)"));
+        }
+    }
+    let chunked = codings.iter().filter(|c| *c == "chunked").count();
+    if codings.is_empty() {
+        return Err(Rejection::bad_request("empty Transfer-Encoding (RFC 9112 §6.1)"));
+    }
+    // §6.1: "A sender MUST NOT apply the chunked transfer coding more than once".
+    if chunked > 1 {
+        return Err(Rejection::bad_request("chunked applied more than once (RFC 9112 §6.1)"));
+    }
+    // §6.3: "If a Transfer-Encoding header field is present in a request and
+    // the chunked transfer coding is not the final encoding, ... the server
+    // MUST respond with the 400 (Bad Request) status code and then close".
+    if chunked == 1 && codings.last().map(String::as_str) != Some("chunked") {
+        return Err(Rejection::bad_request("chunked is not the final transfer coding (RFC 9112 §6.3)"));
+    }
+    // §6.1: "A server that receives a request message with a transfer coding
+    // it does not understand SHOULD respond with 501 (Not Implemented)."
+    if codings.len() > 1 || chunked == 0 {
+        return Err(Rejection::new(501, "transfer coding not implemented; only chunked is (RFC 9112 §6.1)"));
+    }
+    Ok(BodyFraming::Chunked)
+}
+
+/// Content-Length = 1*DIGIT (RFC 9110 §8.6). Several values (in one field as
+/// a list, or in several fields) are accepted only when they are all the same
+/// number; anything else is unrecoverable framing (RFC 9112 §6.3 rule 5).
+fn content_length(values: &[&[u8]]) -> Result<u64, Rejection> {
+    let mut length: Option<u64> = None;
+    for value in values {
+        for element in value.split(|&b| b == b',') {
+            let digits = trim_ows(element);
+            let parsed = parse_decimal(digits)
+                .ok_or_else(|| Rejection::bad_request("Content-Length is not a decimal number (RFC 9110 §8.6)"))?;
+            match length {
+                Some(previous) if previous != parsed => {
+                    return Err(Rejection::bad_request("several different Content-Length values (RFC 9112 §6.3)"));
+                }
+                _ => length = Some(parsed),
+            }
+        }
+    }
+    length.ok_or_else(|| Rejection::bad_request("empty Content-Length (RFC 9110 §8.6)"))
+}
+
+/// 1*DIGIT into a u64: no sign, no spaces, no `0x`, no `_`, and no overflow.
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits
+        .iter()
+        .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}
+
+/// Strips optional whitespace, OWS = *( SP / HTAB ) (RFC 9110 §5.6.3).
+pub fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+/// Longest chunk-size line (size plus extensions) we read before giving up.
+const MAX_CHUNK_LINE: usize = 4096;
+/// Largest trailer section, like the header section.
+const MAX_TRAILERS: usize = 64 * 1024;
+
+/// Where the chunked decoder is (RFC 9112 §7.1):
+/// `chunked-body = *chunk last-chunk trailer-section CRLF`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChunkState {
+    /// Expecting `chunk-size [ chunk-ext ] CRLF`.
+    SizeLine,
+    /// Inside chunk-data, with this many bytes still to come.
+    Data(u64),
+    /// Expecting the CRLF that ends chunk-data.
+    DataEnd,
+    /// After the last chunk: trailer fields, then an empty line.
+    Trailers,
+    /// The empty line after the trailers was seen.
+    Done,
+}
+
+/// An incremental decoder of a chunked body.
+#[derive(Debug)]
+pub struct ChunkedDecoder {
+    /// Bytes of the input already consumed.
+    consumed: usize,
+    /// Where in the grammar we are.
+    state: ChunkState,
+    /// Decoded bytes so far, to enforce the body limit.
+    decoded: u64,
+    /// Bytes of trailer section seen, to enforce its limit.
+    trailer_bytes: usize,
+    /// Largest body accepted.
+    max_body: u64,
+}
+
+impl ChunkedDecoder {
+    /// A decoder for a body of at most `max_body` decoded bytes.
+    pub fn new(max_body: u64) -> ChunkedDecoder {
+        ChunkedDecoder { consumed: 0, state: ChunkState::SizeLine, decoded: 0, trailer_bytes: 0, max_body }
+    }
+
+    /// Bytes of `input` consumed so far (the whole chunked body once done).
+    pub fn consumed(&self) -> usize {
+        self.consumed
+    }
+
+    /// Decodes as much of `input` as possible, appending chunk data to `out`.
+    /// `input` is everything received since the head, the same bytes each
+    /// call plus whatever arrived since. Returns `Ok(true)` when the body is
+    /// complete, `Ok(false)` when more input is needed.
+    pub fn advance(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<bool, Rejection> {
+        loop {
+            let rest = &input[self.consumed..];
+            match self.state {
+                ChunkState::Done => return Ok(true),
+                ChunkState::SizeLine => {
+                    let Some(line) = crlf_line(rest, MAX_CHUNK_LINE)? else { return Ok(false) };
+                    let size = chunk_size(line)?;
+                    if size > self.max_body - self.decoded {
+                        return Err(Rejection::new(413, "chunked body larger than the server accepts (RFC 9110 §15.5.14)"));
+                    }
+                    self.consumed += line.len() + 2;
+                    self.state = if size == 0 { ChunkState::Trailers } else { ChunkState::Data(size) };
+                }
+                ChunkState::Data(remaining) => {
+                    if rest.is_empty() {
+                        return Ok(false);
+                    }
+                    let take = rest.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+                    out.extend_from_slice(&rest[..take]);
+                    self.consumed += take;
+                    self.decoded += take as u64;
+                    let left = remaining - take as u64;
+                    self.state = if left == 0 { ChunkState::DataEnd } else { ChunkState::Data(left) };
+                }
+                ChunkState::DataEnd => match rest {
+                    [b'\r', b'\n', ..] => {
+                        self.consumed += 2;
+                        self.state = ChunkState::SizeLine;
+                    }
+                    [] | [b'\r'] => return Ok(false),
+                    _ => return Err(Rejection::bad_request("chunk data not followed by CRLF (RFC 9112 §7.1)")),
+                },
+                ChunkState::Trailers => {
+                    let Some(line) = crlf_line(rest, MAX_CHUNK_LINE.max(MAX_TRAILERS - self.trailer_bytes))? else {
+                        return Ok(false);
+                    };
+                    self.consumed += line.len() + 2;
+                    self.trailer_bytes += line.len() + 2;
+                    if self.trailer_bytes > MAX_TRAILERS {
+                        return Err(Rejection::new(431, "trailer section too large (RFC 6585 §5)"));
+                    }
+                    if line.is_empty() {
+                        self.state = ChunkState::Done;
+                    } else if !is_field_line(line) {
+                        // §7.1.2: trailer fields use the field-line syntax.
+                        return Err(Rejection::bad_request("malformed trailer field (RFC 9112 §7.1.2)"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The next line of `rest` without its CRLF, `None` if it has not all arrived.
+/// Chunked framing requires CRLF: a bare LF or a CR inside the line is
+/// rejected, since lenient line endings in chunk lines are a known smuggling
+/// vector.
+fn crlf_line(rest: &[u8], limit: usize) -> Result<Option<&[u8]>, Rejection> {
+    match rest.iter().position(|&b| b == b'\n') {
+        None if rest.len() > limit => Err(Rejection::bad_request("chunk line too long (RFC 9112 §7.1)")),
+        None => Ok(None),
+        Some(lf) => {
+            if lf == 0 || rest[lf - 1] != b'\r' {
+                return Err(Rejection::bad_request("bare LF in chunked framing (RFC 9112 §7.1)"));
+            }
+            let line = &rest[..lf - 1];
+            if line.contains(&b'\r') {
+                return Err(Rejection::bad_request("bare CR in chunked framing (RFC 9112 §2.2)"));
+            }
+            Ok(Some(line))
+        }
+    }
+}
+
+/// `chunk-size [ chunk-ext ]`, where chunk-size = 1*HEXDIG (RFC 9112 §7.1).
+fn chunk_size(line: &[u8]) -> Result<u64, Rejection> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return Err(Rejection::bad_request("chunk size is not hexadecimal (RFC 9112 §7.1)"));
+    }
+    // Leading zeros are legal; more than 16 significant digits cannot fit.
+    let significant = line[..digits].iter().skip_while(|&&b| b == b'0').count();
+    if significant > 15 {
+        return Err(Rejection::bad_request("chunk size too large (RFC 9112 §7.1)"));
+    }
+    let size = line[..digits].iter().fold(0u64, |n, &b| {
+        // is_ascii_hexdigit above guarantees to_digit succeeds.
+        (n << 4) | u64::from((b as char).to_digit(16).unwrap_or(0))
+    });
+    chunk_extensions(&line[digits..])?;
+    Ok(size)
+}
+
+/// chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+/// chunk-ext-name = token; chunk-ext-val = token / quoted-string (§7.1.1).
+/// Extensions are accepted and ignored, but must be well formed.
+fn chunk_extensions(mut ext: &[u8]) -> Result<(), Rejection> {
+    let bad = || Rejection::bad_request("malformed chunk extension (RFC 9112 §7.1.1)");
+    loop {
+        ext = trim_start_ows(ext);
+        if ext.is_empty() {
+            return Ok(());
+        }
+        let Some(after_semicolon) = ext.strip_prefix(b";") else { return Err(bad()) };
+        ext = trim_start_ows(after_semicolon);
+        let name_len = ext.iter().take_while(|&&b| is_tchar(b)).count();
+        if name_len == 0 {
+            return Err(bad());
+        }
+        ext = trim_start_ows(&ext[name_len..]);
+        if let Some(after_equals) = ext.strip_prefix(b"=") {
+            ext = trim_start_ows(after_equals);
+            if ext.first() == Some(&b'"') {
+                ext = &ext[quoted_string_len(ext).ok_or_else(bad)?..];
+            } else {
+                let value_len = ext.iter().take_while(|&&b| is_tchar(b)).count();
+                if value_len == 0 {
+                    return Err(bad());
+                }
+                ext = &ext[value_len..];
+            }
+        }
+    }
+}
+
+/// Length of the quoted-string at the start of `s` (RFC 9110 §5.6.4), or
+/// `None` if it is unterminated or holds a forbidden byte.
+fn quoted_string_len(s: &[u8]) -> Option<usize> {
+    let mut i = 1;
+    while i < s.len() {
+        match s[i] {
+            b'"' => return Some(i + 1),
+            b'\\' => {
+                let escaped = *s.get(i + 1)?;
+                if !(escaped == b'\t' || escaped == b' ' || (0x21..=0x7e).contains(&escaped) || escaped >= 0x80) {
+                    return None;
+                }
+                i += 2;
+            }
+            b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff => i += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn trim_start_ows(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// field-line = field-name ":" OWS field-value OWS (RFC 9112 §5), with the
+/// value made of field-vchar, SP and HTAB (RFC 9110 §5.5).
+pub fn is_field_line(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|&b| b == b':') else { return false };
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    !name.is_empty() && name.iter().all(|&b| is_tchar(b)) && value.iter().all(|&b| is_field_byte(b))
+}
+
+/// A byte allowed in a field value: field-vchar (VCHAR / obs-text), SP, HTAB.
+pub fn is_field_byte(b: u8) -> bool {
+    b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn framing(version: Version, fields: &[(&str, &str)]) -> Result<BodyFraming, u16> {
+        let fields: Vec<(&str, &[u8])> = fields.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+        body_framing(version, fields.iter().copied(), 1000).map_err(|r| r.status)
+    }
+
+    #[rstest]
+    #[case::no_body(&[], Ok(BodyFraming::None))]
+    #[case::length(&[("content-length", "5")], Ok(BodyFraming::Length(5)))]
+    #[case::zero(&[("content-length", "0")], Ok(BodyFraming::Length(0)))]
+    #[case::leading_zeros(&[("content-length", "005")], Ok(BodyFraming::Length(5)))]
+    #[case::identical_list(&[("content-length", "5, 5")], Ok(BodyFraming::Length(5)))]
+    #[case::identical_fields(&[("content-length", "5"), ("content-length", "5")], Ok(BodyFraming::Length(5)))]
+    #[case::differing_fields(&[("content-length", "5"), ("content-length", "6")], Err(400))]
+    #[case::differing_list(&[("content-length", "5, 6")], Err(400))]
+    #[case::negative(&[("content-length", "-1")], Err(400))]
+    #[case::plus(&[("content-length", "+5")], Err(400))]
+    #[case::hex(&[("content-length", "0x5")], Err(400))]
+    #[case::underscore(&[("content-length", "1_0")], Err(400))]
+    #[case::inner_space(&[("content-length", "1 0")], Err(400))]
+    #[case::empty(&[("content-length", "")], Err(400))]
+    #[case::overflow(&[("content-length", "99999999999999999999999")], Err(400))]
+    #[case::too_big(&[("content-length", "1001")], Err(413))]
+    #[case::chunked(&[("transfer-encoding", "chunked")], Ok(BodyFraming::Chunked))]
+    #[case::chunked_case(&[("transfer-encoding", "ChUnKeD")], Ok(BodyFraming::Chunked))]
+    #[case::empty_element(&[("transfer-encoding", ", chunked")], Ok(BodyFraming::Chunked))]
+    #[case::cl_and_te(&[("content-length", "5"), ("transfer-encoding", "chunked")], Err(400))]
+    #[case::chunked_twice(&[("transfer-encoding", "chunked, chunked")], Err(400))]
+    #[case::chunked_twice_fields(&[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")], Err(400))]
+    #[case::chunked_not_last(&[("transfer-encoding", "chunked, gzip")], Err(400))]
+    #[case::unknown(&[("transfer-encoding", "gzip, chunked")], Err(501))]
+    #[case::unknown_alone(&[("transfer-encoding", "foo")], Err(501))]
+    #[case::identity(&[("transfer-encoding", "identity")], Err(501))]
+    #[case::not_token(&[("transfer-encoding", "chun\"ked")], Err(400))]
+    #[case::te_empty(&[("transfer-encoding", " , ")], Err(400))]
+    fn framing_rules(#[case] fields: &[(&str, &str)], #[case] expected: Result<BodyFraming, u16>) {
+        assert_eq!(framing(Version::Http11, fields), expected);
+    }
+
+    #[test]
+    fn transfer_encoding_in_http10_is_faulty_framing() {
+        assert_eq!(framing(Version::Http10, &[("transfer-encoding", "chunked")]), Err(400));
+    }
+
+    fn decode_all(input: &[u8]) -> Result<(Vec<u8>, usize), u16> {
+        let mut decoder = ChunkedDecoder::new(1000);
+        let mut out = Vec::new();
+        match decoder.advance(input, &mut out) {
+            Ok(true) => Ok((out, decoder.consumed())),
+            Ok(false) => Err(0),
+            Err(r) => Err(r.status),
+        }
+    }
+
+    #[rstest]
+    #[case::simple("5\r\nhello\r\n0\r\n\r\n", "hello")]
+    #[case::two_chunks("2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n", "hello")]
+    #[case::upper_hex("A\r\n0123456789\r\n0\r\n\r\n", "0123456789")]
+    #[case::leading_zeros("0005\r\nhello\r\n000\r\n\r\n", "hello")]
+    #[case::extension("5;name=value\r\nhello\r\n0\r\n\r\n", "hello")]
+    #[case::extension_bws("5 ; name = \"quoted ;value\"\r\nhello\r\n0\r\n\r\n", "hello")]
+    #[case::extension_no_value("5;flag;other=1\r\nhello\r\n0;last\r\n\r\n", "hello")]
+    #[case::trailers("5\r\nhello\r\n0\r\nX-Checksum: abc\r\nX-More: 1\r\n\r\n", "hello")]
+    #[case::empty_body("0\r\n\r\n", "")]
+    fn chunked_bodies_decode(#[case] input: &str, #[case] expected: &str) {
+        let (body, consumed) = decode_all(input.as_bytes()).unwrap();
+        assert_eq!(body, expected.as_bytes());
+        assert_eq!(consumed, input.len());
+    }
+
+    #[rstest]
+    #[case::not_hex("z\r\nhello\r\n0\r\n\r\n", 400)]
+    #[case::sign("+5\r\nhello\r\n0\r\n\r\n", 400)]
+    #[case::negative("-5\r\nhello\r\n0\r\n\r\n", 400)]
+    #[case::hex_prefix("0x5\r\nhello\r\n0\r\n\r\n", 400)]
+    #[case::underscore("1_0\r\n0123456789\r\n0\r\n\r\n", 400)]
+    #[case::space_in_size("1 0\r\n0123456789\r\n0\r\n\r\n", 400)]
+    #[case::overflow("10000000000000000\r\nx\r\n0\r\n\r\n", 400)]
+    #[case::overflow_exact("ffffffffffffffff\r\nx\r\n0\r\n\r\n", 400)]
+    #[case::too_big("3e9\r\nx\r\n0\r\n\r\n", 413)]
+    #[case::bare_lf_size("5\nhello\r\n0\r\n\r\n", 400)]
+    #[case::bare_cr_size("5\rhello\r\n0\r\n\r\n", 400)]
+    #[case::data_too_long("5\r\nhelloX\r\n0\r\n\r\n", 400)]
+    #[case::data_bare_lf("5\r\nhello\n0\r\n\r\n", 400)]
+    #[case::bad_extension("5;\r\nhello\r\n0\r\n\r\n", 400)]
+    #[case::unterminated_quote("5;a=\"x\r\nhello\r\n0\r\n\r\n", 400)]
+    #[case::bad_trailer("5\r\nhello\r\n0\r\nno colon\r\n\r\n", 400)]
+    #[case::trailer_space_before_colon("5\r\nhello\r\n0\r\nX-A : 1\r\n\r\n", 400)]
+    #[case::trailer_bare_lf("5\r\nhello\r\n0\r\n\n", 400)]
+    fn malformed_chunked_bodies_are_rejected(#[case] input: &str, #[case] status: u16) {
+        assert_eq!(decode_all(input.as_bytes()), Err(status));
+    }
+
+    #[test]
+    fn byte_by_byte_delivery_decodes_the_same() {
+        let input = b"3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: v\r\n\r\n";
+        let mut decoder = ChunkedDecoder::new(1000);
+        let mut out = Vec::new();
+        let mut done = false;
+        for end in 1..=input.len() {
+            done = decoder.advance(&input[..end], &mut out).unwrap();
+            assert_eq!(done, end == input.len(), "at {end}");
+        }
+        assert!(done);
+        assert_eq!(out, b"abcde");
+    }
+
+    #[test]
+    fn decoding_stops_at_the_end_of_the_body() {
+        let input = b"1\r\na\r\n0\r\n\r\nGET / HTTP/1.1\r\n";
+        let mut decoder = ChunkedDecoder::new(1000);
+        let mut out = Vec::new();
+        assert!(decoder.advance(input, &mut out).unwrap());
+        assert_eq!(&input[decoder.consumed()..], b"GET / HTTP/1.1\r\n");
+    }
+}

@@ -1,0 +1,114 @@
+//! The other signals: SIGPIPE, and SIGTERM/SIGINT for a graceful shutdown.
+//!
+//! SIGPIPE is raised when writing to a socket whose peer has gone away; its
+//! default action kills the process. A server must ignore it and treat the
+//! EPIPE error from write instead, or one impatient client kills it.
+//!
+//! SIGTERM and SIGINT must stop the accept loop. A flag alone races: the
+//! signal can land after the loop checked the flag and before it blocks in
+//! poll, and then nothing wakes it. So the handler also writes a byte to a
+//! pipe that the loop polls beside the listener: the self-pipe trick.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+
+use crate::error::ServerError;
+
+/// Set by the SIGTERM/SIGINT handler.
+static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// Write end of the self-pipe, for the handler; -1 when not installed.
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Ignores SIGPIPE, so that writing to a vanished client returns EPIPE.
+pub fn ignore_sigpipe() -> Result<(), ServerError> {
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_IGN runs no code of ours in signal context.
+    unsafe { sigaction(Signal::SIGPIPE, &ignore) }
+        .map(drop)
+        .map_err(|errno| ServerError::Signal { what: "sigaction(SIGPIPE)", errno })
+}
+
+/// The pipe the accept loop polls to learn of a shutdown request.
+#[derive(Debug)]
+pub struct ShutdownPipe {
+    /// Read end, polled by the accept loop.
+    read: OwnedFd,
+    /// Write end, written by the handler (through `WAKE_FD`).
+    _write: OwnedFd,
+}
+
+impl ShutdownPipe {
+    /// Creates the pipe and installs the SIGTERM and SIGINT handlers.
+    pub fn install() -> Result<ShutdownPipe, ServerError> {
+        // Non-blocking: a handler must never block, even on a full pipe.
+        let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+            .map_err(|errno| ServerError::Signal { what: "pipe2", errno })?;
+        WAKE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
+        // No SA_RESTART: we want poll interrupted, though the pipe wakes it anyway.
+        let action = SigAction::new(SigHandler::Handler(on_shutdown_signal), SaFlags::empty(), SigSet::empty());
+        for signal in [Signal::SIGTERM, Signal::SIGINT] {
+            // SAFETY: the handler stores to an atomic and calls write(2), both
+            // async-signal-safe, and restores errno.
+            unsafe { sigaction(signal, &action) }
+                .map_err(|errno| ServerError::Signal { what: "sigaction(SIGTERM/SIGINT)", errno })?;
+        }
+        Ok(ShutdownPipe { read, _write: write })
+    }
+
+    /// The descriptor to poll.
+    pub fn raw_fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+}
+
+extern "C" fn on_shutdown_signal(_: libc::c_int) {
+    let saved = Errno::last_raw();
+    SHUTDOWN.store(true, Ordering::SeqCst);
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: write(2) is async-signal-safe; the buffer is a static byte.
+        // A full pipe (EAGAIN) is fine: one byte already wakes the loop.
+        unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) };
+    }
+    Errno::set_raw(saved);
+}
+
+/// Whether SIGTERM or SIGINT has arrived.
+pub fn shutdown_requested() -> bool {
+    SHUTDOWN.load(Ordering::SeqCst)
+}
+
+/// Blocks SIGCHLD and returns the previous mask, to restore with [`restore`].
+/// The parent forks with SIGCHLD blocked so that the handler cannot reap a
+/// child before the parent has recorded it.
+pub fn block_sigchld() -> Result<SigSet, ServerError> {
+    let mut block = SigSet::empty();
+    block.add(Signal::SIGCHLD);
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&block), Some(&mut old))
+        .map_err(|errno| ServerError::Signal { what: "sigprocmask(SIG_BLOCK)", errno })?;
+    Ok(old)
+}
+
+/// Restores a mask saved by [`block_sigchld`].
+pub fn restore(mask: &SigSet) -> Result<(), ServerError> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
+        .map_err(|errno| ServerError::Signal { what: "sigprocmask(SIG_SETMASK)", errno })
+}
+
+/// In a freshly forked child: SIGTERM and SIGINT kill it again (the parent's
+/// shutdown handler is not for it), SIGCHLD is not handled (it has no
+/// children), and the inherited mask is restored.
+pub fn reset_in_child(mask: &SigSet) {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
+        // SAFETY: restoring SIG_DFL installs no code of ours.
+        let _ = unsafe { sigaction(signal, &default) };
+    }
+    WAKE_FD.store(-1, Ordering::SeqCst);
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
+}
