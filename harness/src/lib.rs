@@ -1,1 +1,29 @@
-//! harness
+//! A conformance suite for HTTP/1.1 gateway servers. It launches any server
+//! binary and reports, with evidence and a hint for each failure, whether it
+//! serves clients concurrently, leaves no zombies, leaks no descriptors,
+//! survives signal storms, and restarts and stops cleanly.
+//!
+//! # Layout
+//! - [`cli`]: the command line; [`exit`]: the exit codes.
+//! - [`target`]: launching the server in its own process group, readiness, teardown.
+//! - [`interrupt`]: Ctrl-C never leaves a server behind.
+//! - [`procfs`]: children, zombies, threads, descriptors and sockets from /proc.
+//! - [`client`]: the harness's own small HTTP/1.1 client.
+//! - [`probe`]: capabilities (conformance-app routes) and the process model.
+//! - [`checks`]: the process checks, by group.
+//! - [`check`]: verdicts, results and totals; [`select`]: `--only`/`--skip`.
+//! - [`runner`]: runs the groups in parallel, each on a fresh server.
+//! - [`report`]: human, JSON and JUnit reporters over one event stream.
+
+pub mod check;
+pub mod checks;
+pub mod cli;
+pub mod client;
+pub mod exit;
+pub mod interrupt;
+pub mod probe;
+pub mod procfs;
+pub mod report;
+pub mod runner;
+pub mod select;
+pub mod target;

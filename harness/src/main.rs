@@ -1,1 +1,143 @@
-fn main() {}
+//! `harness`: thin wrapper over the library. Parses the command line, runs,
+//! prints errors once, and maps the outcome to an exit code CI can trust.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use harness::check::Verdict;
+use harness::cli::{Cli, Command, Format, RunArgs};
+use harness::exit;
+use harness::report::human::{color_wanted, HumanReporter};
+use harness::report::json::JsonReporter;
+use harness::report::junit::JunitReporter;
+use harness::report::{Fanout, Reporter};
+use harness::runner::{self, RunConfig};
+use harness::select::Selection;
+use harness::target::{PortChoice, TargetSpec};
+
+/// The hidden subcommand that runs the built-in reference server.
+const REFERENCE_SERVER: &str = "__reference-server";
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The built-in reference server runs in a child process started from
+    // this same binary; it must not inherit the harness's signal setup.
+    if args.get(1).is_some_and(|a| a == REFERENCE_SERVER) {
+        return reference_server::main_with_args(std::iter::once("server".into()).chain(args.into_iter().skip(2)));
+    }
+    if let Err(error) = harness::interrupt::install() {
+        eprintln!("harness: {error}");
+        return ExitCode::from(exit::USAGE_OR_TARGET);
+    }
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(error.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    match cli.command {
+        Command::List(list) => list_checks(list.format),
+        Command::Run(run) => run_checks(run),
+    }
+}
+
+fn list_checks(format: Format) -> ExitCode {
+    let catalog = harness::checks::catalog();
+    match format {
+        Format::Json => {
+            let items: Vec<serde_json::Value> = catalog
+                .iter()
+                .map(|c| serde_json::json!({"id": c.id, "requirement": c.requirement, "needs": c.needs.iter().map(|r| r.path()).collect::<Vec<_>>()}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&items).unwrap_or_default());
+        }
+        Format::Human => {
+            let width = catalog.iter().map(|c| c.id.len()).max().unwrap_or(0);
+            for check in &catalog {
+                println!("{:width$}  {}", check.id, squeeze(check.requirement));
+            }
+            println!("{} checks", catalog.len());
+        }
+    }
+    ExitCode::from(exit::SUCCESS)
+}
+
+/// Requirement sentences are wrapped in the source; print them on one line.
+fn squeeze(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn run_checks(run: RunArgs) -> ExitCode {
+    let usage = |message: String| {
+        eprintln!("harness: {message}");
+        ExitCode::from(exit::USAGE_OR_TARGET)
+    };
+    let selection = match Selection::new(&run.only, &run.skip) {
+        Ok(selection) => selection,
+        Err(error) => return usage(error.to_string()),
+    };
+    let launch = run.launch;
+    let (program, args, label) = match launch.server.split_first() {
+        Some((program, args)) => (program.into(), args.to_vec(), None),
+        None => match std::env::current_exe() {
+            Ok(exe) => (exe.into_os_string(), vec![REFERENCE_SERVER.to_string()], Some("built-in reference server")),
+            Err(error) => return usage(format!("cannot find the harness executable to run the reference server: {error}")),
+        },
+    };
+    if let Some(dir) = &launch.cwd {
+        if !dir.is_dir() {
+            return usage(format!("--cwd {}: not a directory", dir.display()));
+        }
+    }
+    let spec = TargetSpec {
+        program,
+        args,
+        env: launch.env,
+        cwd: launch.cwd,
+        host: "127.0.0.1".into(),
+        port: launch.port.map_or(PortChoice::Auto, PortChoice::Fixed),
+        startup_timeout: launch.startup_timeout,
+        grace: launch.grace,
+    };
+    let command_label = label.map_or_else(|| spec.display_command(), str::to_string);
+    let jobs = run.jobs.map(usize::from).unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let config = RunConfig {
+        spec,
+        command_label,
+        jobs,
+        selection,
+        strict: run.strict,
+        settings: harness::checks::Settings {
+            sleep_clients: usize::from(run.sleep_clients),
+            sleep_ms: run.sleep_ms,
+            settle: run.settle,
+        },
+    };
+
+    let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
+    match run.format {
+        Format::Human => {
+            let color = color_wanted(std::io::stdout().is_terminal());
+            reporters.push(Box::new(HumanReporter::new(Box::new(std::io::stdout()), color, run.verbose)));
+        }
+        Format::Json => reporters.push(Box::new(JsonReporter::new(Box::new(std::io::stdout())))),
+    }
+    if let Some(path) = run.junit {
+        reporters.push(Box::new(JunitReporter::new(path)));
+    }
+    let mut reporter = Fanout::new(reporters);
+
+    match runner::run(&config, &mut reporter) {
+        Err(error) => usage(error.to_string()),
+        Ok(outcome) => {
+            if let Some(error) = outcome.start_error {
+                eprintln!("harness: the server could not be started:\n{error}");
+                return ExitCode::from(exit::USAGE_OR_TARGET);
+            }
+            let failed = outcome.results.iter().any(|r| r.verdict.is_failure(false) || r.verdict == Verdict::Error);
+            ExitCode::from(if failed { exit::CHECKS_FAILED } else { exit::SUCCESS })
+        }
+    }
+}

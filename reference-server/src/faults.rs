@@ -34,11 +34,17 @@ pub enum Fault {
     SingleRead,
     /// The request line is split on whitespace, panicking on fewer than three parts.
     NaiveParse,
+    /// The child does not exit after serving: it falls back into the accept loop.
+    NoExit,
+    /// SIGTERM keeps its default action: the parent dies at once, its children live on.
+    OrphanChildren,
+    /// listen(1), as in many tutorials: a burst of connections overflows the accept queue.
+    TinyBacklog,
 }
 
 impl Fault {
     /// Every fault, in the order `--help` lists them.
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 14] = [
         Fault::Iterative,
         Fault::NoReap,
         Fault::SingleWait,
@@ -50,6 +56,9 @@ impl Fault {
         Fault::LeakFd,
         Fault::SingleRead,
         Fault::NaiveParse,
+        Fault::NoExit,
+        Fault::OrphanChildren,
+        Fault::TinyBacklog,
     ];
 
     /// The name used on the command line (`--fault NAME`).
@@ -66,6 +75,9 @@ impl Fault {
             Fault::LeakFd => "leak-fd",
             Fault::SingleRead => "single-read",
             Fault::NaiveParse => "naive-parse",
+            Fault::NoExit => "no-exit",
+            Fault::OrphanChildren => "orphan-children",
+            Fault::TinyBacklog => "tiny-backlog",
         }
     }
 

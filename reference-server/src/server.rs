@@ -38,7 +38,9 @@ pub fn run(config: &Config, app: &dyn App, announce: &mut dyn Write) -> Result<(
     if !faults.has(Fault::Sigpipe) {
         signals::ignore_sigpipe()?;
     }
-    let listener = Listener::bind(config.addr, config.backlog, !faults.has(Fault::NoReuseaddr))?;
+    // The `tiny-backlog` fault: the listen(1) of many tutorials.
+    let backlog = if faults.has(Fault::TinyBacklog) { 1 } else { config.backlog };
+    let listener = Listener::bind(config.addr, backlog, !faults.has(Fault::NoReuseaddr))?;
     let local = listener.local_addr();
 
     reaper::init(if faults.has(Fault::Iterative) { 0 } else { config.max_children });
@@ -50,7 +52,7 @@ pub fn run(config: &Config, app: &dyn App, announce: &mut dyn Write) -> Result<(
         Reaping::Loop
     };
     reaper::install(reaping, !faults.has(Fault::NoEintrRetry))?;
-    let shutdown_pipe = ShutdownPipe::install()?;
+    let shutdown_pipe = ShutdownPipe::install(!faults.has(Fault::OrphanChildren))?;
 
     if !faults.is_empty() {
         let names: Vec<&str> = faults.iter().map(Fault::name).collect();
@@ -166,6 +168,13 @@ impl Server<'_> {
             }
             Ok(ForkResult::Child) => {
                 signals::reset_in_child(&mask);
+                if faults.has(Fault::NoExit) {
+                    // The bug: no exit after serving. The child returns into
+                    // its copy of the accept loop and becomes a second
+                    // acceptor; every connection leaves one more process.
+                    connection::serve(client, self.config, self.local, self.app);
+                    return Ok(());
+                }
                 if !faults.has(Fault::KeepListener) {
                     // The child never accepts; holding the listener would keep
                     // the port open after the parent dies.

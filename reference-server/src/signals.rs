@@ -43,14 +43,17 @@ pub struct ShutdownPipe {
 
 impl ShutdownPipe {
     /// Creates the pipe and installs the SIGTERM and SIGINT handlers.
-    pub fn install() -> Result<ShutdownPipe, ServerError> {
+    /// `handle` is false only under the `orphan-children` fault: then the
+    /// signals keep their default action and kill the parent on the spot,
+    /// leaving its children to finish (or not) as orphans.
+    pub fn install(handle: bool) -> Result<ShutdownPipe, ServerError> {
         // Non-blocking: a handler must never block, even on a full pipe.
         let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
             .map_err(|errno| ServerError::Signal { what: "pipe2", errno })?;
         WAKE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
         // No SA_RESTART: we want poll interrupted, though the pipe wakes it anyway.
         let action = SigAction::new(SigHandler::Handler(on_shutdown_signal), SaFlags::empty(), SigSet::empty());
-        for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        for signal in [Signal::SIGTERM, Signal::SIGINT].into_iter().filter(|_| handle) {
             // SAFETY: the handler stores to an atomic and calls write(2), both
             // async-signal-safe, and restores errno.
             unsafe { sigaction(signal, &action) }

@@ -1,0 +1,153 @@
+//! Starting, restarting and stopping.
+//!
+//! A server restarted right after it stopped must bind again at once, though
+//! the connections it closed still sit in TIME_WAIT on its port: that is what
+//! SO_REUSEADDR is for. On SIGTERM it must exit promptly and take its children
+//! with it.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::{poll_until, start_failed, CheckDef, Ctx};
+use crate::check::CheckResult;
+use crate::client::Conn;
+use crate::probe::Route;
+use crate::procfs;
+use crate::target::{ServerInstance, StartError};
+
+/// The checks of this group.
+pub const CHECKS: &[CheckDef] = &[
+    CheckDef {
+        id: "lifecycle/startup",
+        requirement: "The server starts and accepts a TCP connection within the startup timeout; the time it \
+                      takes is reported.",
+        hint: "Bind and listen before any slow initialisation, print nothing that needs input, and exit non-zero \
+               with a message on stderr when the address cannot be used.",
+        needs: &[],
+        run: startup,
+    },
+    CheckDef {
+        id: "lifecycle/reuseaddr",
+        requirement: "After connections that leave TIME_WAIT behind, the server stopped and started again at \
+                      once on the same port binds it.",
+        hint: "Set SO_REUSEADDR on the listening socket before bind: setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1).",
+        needs: &[],
+        run: reuseaddr,
+    },
+    CheckDef {
+        id: "lifecycle/sigterm",
+        requirement: "On SIGTERM the server exits within 5 s and leaves no descendant alive (warn if it needed \
+                      SIGKILL).",
+        hint: "Handle SIGTERM: stop accepting, wait a grace period for the children, then SIGKILL and reap the \
+               stragglers before exiting. Children must not outlive the server.",
+        needs: &[],
+        run: sigterm,
+    },
+];
+
+fn startup(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
+    match ctx.server() {
+        Ok(server) => {
+            let ms = server.startup_time().as_millis() as u64;
+            result.figure("startup_ms", ms).pass(format!("accepting connections after {ms} ms"))
+        }
+        Err(error) => {
+            let mut result = result.figure("startup_timeout_ms", ctx.spec.startup_timeout.as_millis() as u64);
+            for line in error.to_string().lines() {
+                result = result.evidence(line.to_string());
+            }
+            result.fail("the server did not start")
+        }
+    }
+}
+
+/// Connections closed by the server before the restart.
+const TIME_WAIT_CONNECTIONS: usize = 5;
+
+fn reuseaddr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
+    if let Err(error) = ctx.server() {
+        return start_failed(result, &error);
+    }
+    let Some(mut server) = ctx.take_server() else { return result.error("no server instance") };
+    let (addr, port) = (server.addr(), server.port());
+    // Requests the server closes first: the side that closes first keeps the
+    // connection in TIME_WAIT, here on the server's port.
+    for _ in 0..TIME_WAIT_CONNECTIONS {
+        if let Ok(mut conn) = Conn::connect(addr, Duration::from_secs(3)) {
+            let request = b"GET / HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n";
+            if conn.send(request).is_ok() && conn.read_response(Instant::now() + Duration::from_secs(3), false).is_ok() {
+                let _ = conn.wait_eof(Instant::now() + Duration::from_secs(1));
+            }
+        }
+    }
+    let time_wait = procfs::tcp_state_counts(port).ok().and_then(|c| c.get("TIME_WAIT").copied()).unwrap_or(0);
+    server.terminate();
+    drop(server);
+    let result = result.figure("port", port).figure("time_wait", time_wait);
+    match ServerInstance::start_on_port(ctx.spec, port) {
+        Ok(restarted) => {
+            let ms = restarted.startup_time().as_millis() as u64;
+            ctx.set_server(restarted);
+            let result = result.figure("restart_ms", ms);
+            if time_wait == 0 {
+                result.pass(format!("restarted on port {port} in {ms} ms (no TIME_WAIT was left to test against)"))
+            } else {
+                result.pass(format!("restarted on port {port} in {ms} ms with {time_wait} connections in TIME_WAIT"))
+            }
+        }
+        Err(error @ (StartError::Exited { .. } | StartError::NotListening { .. })) => {
+            let mut result = result;
+            for line in error.to_string().lines() {
+                result = result.evidence(line.to_string());
+            }
+            result.fail(format!("could not start again on port {port} with {time_wait} connections in TIME_WAIT"))
+        }
+        Err(error) => start_failed(result, &error),
+    }
+}
+
+/// How long the server has to exit after SIGTERM.
+const SIGTERM_LIMIT: Duration = Duration::from_secs(5);
+
+fn sigterm(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
+    if let Err(error) = ctx.server() {
+        return start_failed(result, &error);
+    }
+    let Some(mut server) = ctx.take_server() else { return result.error("no server instance") };
+    let (pid, addr) = (server.pid(), server.addr());
+    std::thread::scope(|scope| {
+        // A request in flight, so that there is a child to take care of.
+        let in_flight = ctx.caps.has(Route::Sleep).then(|| {
+            let idle = procfs::descendants(pid).len();
+            let request = scope.spawn(move || crate::client::get(addr, "/sleep?ms=1000", Duration::from_secs(10)));
+            poll_until(Duration::from_millis(500), || procfs::descendants(pid).len() > idle);
+            request
+        });
+        let start = Instant::now();
+        if let Err(error) = server.signal_leader(Signal::SIGTERM) {
+            return result.error(format!("could not send SIGTERM: {error}"));
+        }
+        let exited = poll_until(SIGTERM_LIMIT, || server.exit_status().is_some());
+        let elapsed = start.elapsed();
+        let ending = server.terminate();
+        if let Some(request) = in_flight {
+            let _ = request.join();
+        }
+        let result = result
+            .figure("exit_ms", elapsed.as_millis() as u64)
+            .figure("survivors", ending.survivors.len())
+            .figure("needed_sigkill", ending.needed_sigkill);
+        let status = ending.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown status".into());
+        if !exited {
+            return result.warn(format!("did not exit within {} s of SIGTERM; needed SIGKILL", SIGTERM_LIMIT.as_secs()));
+        }
+        if !ending.survivors.is_empty() {
+            let pids: Vec<String> = ending.survivors.iter().map(|p| p.to_string()).collect();
+            return result
+                .evidence(format!("still alive after the server exited: {}", pids.join(" ")))
+                .fail(format!("exited ({status}) but left {} descendants alive", ending.survivors.len()));
+        }
+        result.pass(format!("exited ({status}) {} ms after SIGTERM, no descendant left", elapsed.as_millis()))
+    })
+}

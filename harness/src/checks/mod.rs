@@ -1,0 +1,169 @@
+//! The process checks: how the server behaves as a process under load,
+//! signals and restarts. Each check has a stable id, the requirement it
+//! tests, a hint for the server's author, and the capabilities it needs.
+//!
+//! # Layout
+//! - [`concurrency`]: serving clients at the same time.
+//! - [`process`]: zombies and children that do not exit.
+//! - [`fds`]: descriptor leaks and sockets held open.
+//! - [`signals`]: EINTR storms and SIGPIPE.
+//! - [`lifecycle`]: startup, restart on the same port, SIGTERM.
+
+pub mod concurrency;
+pub mod fds;
+pub mod lifecycle;
+pub mod process;
+pub mod signals;
+
+use std::time::Duration;
+
+use crate::check::CheckResult;
+use crate::probe::{Capabilities, ModelReport, Route};
+use crate::target::{ServerInstance, StartError, TargetSpec};
+
+/// Settings that shape the load the checks apply.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Concurrent clients for `concurrency/sleep-latency`.
+    pub sleep_clients: usize,
+    /// Milliseconds each of them asks the server to sleep.
+    pub sleep_ms: u64,
+    /// How long zombie and descriptor counts may take to settle after load.
+    pub settle: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { sleep_clients: 8, sleep_ms: 300, settle: Duration::from_secs(2) }
+    }
+}
+
+/// One process check, as the catalog lists it.
+#[derive(Clone, Copy)]
+pub struct CheckDef {
+    /// Stable id, `group/name`.
+    pub id: &'static str,
+    /// The requirement, one sentence.
+    pub requirement: &'static str,
+    /// What the server's code must do when the check fails.
+    pub hint: &'static str,
+    /// Conformance-app routes the check cannot run without.
+    pub needs: &'static [Route],
+    /// Runs the check; the result arrives pre-filled with id, requirement and hint.
+    pub run: fn(&mut Ctx<'_>, CheckResult) -> CheckResult,
+}
+
+impl CheckDef {
+    /// The group, the part of the id before the first `/`.
+    pub fn group(&self) -> &'static str {
+        self.id.split('/').next().unwrap_or(self.id)
+    }
+
+    /// A result carrying this check's id, requirement and hint.
+    pub fn blank_result(&self) -> CheckResult {
+        CheckResult::new(self.id, self.requirement, self.hint)
+    }
+}
+
+/// Every process check, in report order.
+pub fn catalog() -> Vec<CheckDef> {
+    let mut all = Vec::new();
+    all.extend_from_slice(concurrency::CHECKS);
+    all.extend_from_slice(process::CHECKS);
+    all.extend_from_slice(fds::CHECKS);
+    all.extend_from_slice(signals::CHECKS);
+    all.extend_from_slice(lifecycle::CHECKS);
+    all
+}
+
+/// What a check works with: the target, what the probe found, and the
+/// server instance of its group, started on first use.
+pub struct Ctx<'a> {
+    /// How to launch the server.
+    pub spec: &'a TargetSpec,
+    /// Routes the server serves.
+    pub caps: &'a Capabilities,
+    /// How the server handles connections.
+    pub model: &'a ModelReport,
+    /// Load settings.
+    pub settings: &'a Settings,
+    /// The group's server, if started and not yet stopped.
+    instance: Option<ServerInstance>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context with no server started yet.
+    pub fn new(spec: &'a TargetSpec, caps: &'a Capabilities, model: &'a ModelReport, settings: &'a Settings) -> Ctx<'a> {
+        Ctx { spec, caps, model, settings, instance: None }
+    }
+
+    /// The group's server, started (or restarted, if it died) on demand.
+    pub fn server(&mut self) -> Result<&mut ServerInstance, StartError> {
+        let dead = match self.instance.as_mut() {
+            Some(instance) => !instance.is_alive(),
+            None => true,
+        };
+        if dead {
+            // Dropping a dead instance reaps it and kills what is left of its group.
+            self.instance = None;
+            self.instance = Some(ServerInstance::start(self.spec)?);
+        }
+        // Just set above when it was missing.
+        Ok(self.instance.as_mut().expect("instance was just started"))
+    }
+
+    /// Takes the group's server out of the context (to stop or restart it).
+    pub fn take_server(&mut self) -> Option<ServerInstance> {
+        self.instance.take()
+    }
+
+    /// Puts a server back as the group's server.
+    pub fn set_server(&mut self, instance: ServerInstance) {
+        self.instance = Some(instance);
+    }
+
+    /// If the group's server died during a check, returns its exit status and
+    /// the tail of its stderr, and forgets it so the next check starts afresh.
+    pub fn reap_if_dead(&mut self) -> Option<(String, Vec<String>)> {
+        let instance = self.instance.as_mut()?;
+        if instance.is_alive() {
+            return None;
+        }
+        let status = instance.exit_status().map(|s| s.to_string()).unwrap_or_else(|| "unknown status".into());
+        let tail = instance.stderr_tail(10);
+        self.instance = None;
+        Some((status, tail))
+    }
+}
+
+/// Runs `f` on `n` threads at once and collects the results in order.
+pub fn in_parallel<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = (0..n).map(|i| scope.spawn(move || f(i))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    })
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+pub fn poll_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A result for a check whose server could not be started.
+pub fn start_failed(result: CheckResult, error: &StartError) -> CheckResult {
+    let mut result = result.error("the server could not be started for this check");
+    for line in error.to_string().lines() {
+        result = result.evidence(line.to_string());
+    }
+    result
+}

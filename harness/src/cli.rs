@@ -1,0 +1,178 @@
+//! The command line, all in one place.
+//!
+//! ```text
+//! harness run  [OPTIONS] [--] [SERVER [ARGS...]]   run the checks
+//! harness list                                     every check id and its requirement
+//! ```
+//! Without SERVER, `run` checks the reference server built into the harness.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Conformance suite for HTTP/1.1 gateway servers: concurrency, zombies,
+/// descriptor leaks, signals and lifecycle, with evidence and a hint for
+/// every failure.
+#[derive(Debug, Parser)]
+#[command(name = "harness", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the checks against a server (the built-in reference server if none is given).
+    Run(RunArgs),
+    /// List every check id with its one-line requirement.
+    List(ListArgs),
+}
+
+/// How to launch the server under test.
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// Use this fixed port instead of a free one (for servers that hard-code it).
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+
+    /// Working directory for the server.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+
+    /// Extra environment variable for the server (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+
+    /// How long the server may take to accept its first connection.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub startup_timeout: Duration,
+
+    /// How long the server gets between SIGTERM and SIGKILL when the harness stops it.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub grace: Duration,
+
+    /// The server command and its arguments; {port}, {host} and {addr} are substituted.
+    /// The server also gets HOST and PORT in its environment.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "SERVER [ARGS]...")]
+    pub server: Vec<String>,
+}
+
+/// Output formats on stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One line per check, details for failures, summary last.
+    Human,
+    /// One JSON document.
+    Json,
+}
+
+/// `harness run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Launch options.
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+
+    /// Check groups run at once, each on its own server instance [default: number of cores].
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+
+    /// Run only checks whose id matches GLOB, or lies under it (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub only: Vec<String>,
+
+    /// Skip checks whose id matches GLOB, or lies under it (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub skip: Vec<String>,
+
+    /// Count warnings as failures.
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+
+    /// Also write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Show figures and requirements for every check, not only failures.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+
+    /// Concurrent clients for concurrency/sleep-latency.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(2..=256))]
+    pub sleep_clients: u16,
+
+    /// Milliseconds each sleep-latency client asks the server to sleep.
+    #[arg(long, value_name = "MS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    pub sleep_ms: u64,
+
+    /// How long zombie, child and descriptor counts may take to settle after load.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub settle: Duration,
+}
+
+/// `harness list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+/// `K=V` for `--env`.
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() && !key.contains('\0') && !value.contains('\0') => {
+            Ok((key.to_string(), value.to_string()))
+        }
+        _ => Err(format!("{text:?} is not K=V")),
+    }
+}
+
+/// Durations such as `10s`, `500ms`, `1.5s`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    reference_server::config::parse_duration(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("harness").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_server_command_keeps_its_own_flags() {
+        let cli = parse(&["run", "--strict", "--", "./server", "--listen", "{addr}", "-v"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        assert!(run.strict && !run.verbose);
+        assert_eq!(run.launch.server, ["./server", "--listen", "{addr}", "-v"]);
+    }
+
+    #[test]
+    fn a_server_without_double_dash_is_accepted() {
+        let cli = parse(&["run", "python3", "app.py"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        assert_eq!(run.launch.server, ["python3", "app.py"]);
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors() {
+        for args in [&["run", "--env", "novalue"][..], &["run", "--jobs", "0"], &["run", "--startup-timeout", "soon"], &["run", "--format", "xml"]] {
+            let error = parse(args).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn env_pairs_split_at_the_first_equals() {
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+    }
+}

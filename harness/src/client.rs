@@ -1,0 +1,1030 @@
+//! The harness's own minimal HTTP/1.1 client, on raw TCP sockets.
+//!
+//! It exists because the harness must see exactly what the server sent: a
+//! general-purpose client would retry, reconnect, normalise headers or hide a
+//! truncated body, and every one of those would mask a defect this suite is
+//! meant to find. So this client sends bytes verbatim and frames responses by
+//! the rules of RFC 9112 §6.3, written out here:
+//!
+//! 1. Responses to HEAD, and 1xx, 204 and 304 responses, have no body.
+//! 2. `Transfer-Encoding` whose final coding is `chunked`: decode the chunks
+//!    (extensions ignored, trailers collected). Any other final coding: the
+//!    body runs until the connection closes.
+//! 3. Otherwise `Content-Length`: exactly that many bytes; a missing or
+//!    conflicting value is a malformed response.
+//! 4. Otherwise: the body runs until the server closes the connection.
+//!
+//! httparse only tokenises the status line and header fields. Every read has a
+//! deadline, and bodies are capped at 64 MiB, so a misbehaving server can
+//! neither hang nor exhaust the harness.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Largest body the client accepts.
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Largest response head (status line + headers) the client accepts.
+pub const MAX_HEAD: usize = 1024 * 1024;
+/// Most header fields in one response head.
+const MAX_HEADERS: usize = 256;
+/// Longest chunk-size line or trailer line.
+const MAX_CHUNK_LINE: usize = 8 * 1024;
+/// Most bytes of a trailer section.
+const MAX_TRAILERS: usize = 64 * 1024;
+/// Most interim (1xx) responses [`get`] and [`exchange`] skip before giving up.
+const MAX_INTERIM: usize = 16;
+/// Bytes kept by [`Conn::wait_eof`] while it waits.
+const MAX_STRAY: usize = 1024 * 1024;
+
+/// How the body of a response was delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body by rule: HEAD, 1xx, 204, 304.
+    NoBody,
+    /// `Content-Length` with this value.
+    ContentLength(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Read until the server closed the connection.
+    UntilClose,
+}
+
+/// One parsed response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// `HTTP/1.1` or `HTTP/1.0`.
+    pub version: String,
+    /// The status code.
+    pub status: u16,
+    /// The reason phrase (may be empty).
+    pub reason: String,
+    /// Header fields in the order received; names as sent, values as raw bytes.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+    /// Trailer fields of a chunked body, in order.
+    pub trailers: Vec<(String, Vec<u8>)>,
+    /// How the body was delimited.
+    pub framing: Framing,
+    /// The response head exactly as received (status line through the empty line),
+    /// for checks that httparse's leniency would hide (bare LF, spacing, ...).
+    pub head_raw: Vec<u8>,
+}
+
+impl Response {
+    /// The first header with this name (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// [`Response::header`] as text (lossy UTF-8).
+    pub fn header_str(&self, name: &str) -> Option<String> {
+        self.header(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// Every value of the headers with this name, in order.
+    pub fn header_all(&self, name: &str) -> Vec<&[u8]> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+            .collect()
+    }
+
+    /// The body as text (lossy UTF-8).
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Why a request/response exchange failed. One variant per failure site.
+#[derive(Debug)]
+pub enum ClientError {
+    /// `connect` failed (refused, unreachable, ...).
+    Connect {
+        /// Where we connected.
+        addr: SocketAddr,
+        /// The error.
+        source: io::Error,
+    },
+    /// Writing the request failed (other than by reset or timeout).
+    Write {
+        /// The error.
+        source: io::Error,
+    },
+    /// Reading failed (other than by reset or timeout).
+    Read {
+        /// The error.
+        source: io::Error,
+    },
+    /// The deadline passed.
+    Timeout {
+        /// What we were waiting for: `"connect"`, `"write"`, `"response head"`, `"response body"`, `"eof"`.
+        what: &'static str,
+        /// How long we had waited.
+        after: Duration,
+    },
+    /// The server reset the connection (RST).
+    Reset,
+    /// The server closed the connection in the middle of a response.
+    ClosedEarly {
+        /// Bytes of the unfinished part received: of the head if it was
+        /// incomplete, else of the body.
+        received: usize,
+    },
+    /// The response broke HTTP/1.1 framing or a client limit.
+    Malformed {
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Connect { addr, source } => write!(f, "connect to {addr}: {source}"),
+            ClientError::Write { source } => write!(f, "writing the request: {source}"),
+            ClientError::Read { source } => write!(f, "reading the response: {source}"),
+            ClientError::Timeout { what, after } => {
+                write!(
+                    f,
+                    "timed out waiting for the {what} after {:.2}s",
+                    after.as_secs_f64()
+                )
+            }
+            ClientError::Reset => write!(f, "connection reset by the server"),
+            ClientError::ClosedEarly { received } => {
+                write!(f, "connection closed in the middle of a response ({received} bytes of the unfinished part)")
+            }
+            ClientError::Malformed { reason } => write!(f, "malformed response: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Connect { source, .. }
+            | ClientError::Write { source }
+            | ClientError::Read { source } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// `now + wait`, saturating instead of panicking on absurd durations.
+pub fn deadline_after(wait: Duration) -> Instant {
+    const ONE_DAY: Duration = Duration::from_secs(24 * 60 * 60);
+    let now = Instant::now();
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(ONE_DAY))
+        .unwrap_or(now)
+}
+
+fn malformed(reason: impl Into<String>) -> ClientError {
+    ClientError::Malformed {
+        reason: reason.into(),
+    }
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+    )
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// `GET path` on a fresh connection with `Connection: close`; returns the
+/// final response (interim 1xx responses are skipped).
+pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Response, ClientError> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    exchange(addr, request.as_bytes(), timeout)
+}
+
+/// Sends `raw` verbatim on a fresh connection and reads one final response
+/// (interim 1xx responses other than 101 are skipped). A request starting
+/// with `HEAD ` is read as a HEAD response. `timeout` bounds the whole exchange.
+pub fn exchange(addr: SocketAddr, raw: &[u8], timeout: Duration) -> Result<Response, ClientError> {
+    let deadline = deadline_after(timeout);
+    let mut conn = Conn::connect(addr, timeout)?;
+    conn.send(raw)?;
+    let head_request = raw.starts_with(b"HEAD ");
+    for _ in 0..=MAX_INTERIM {
+        match conn.read_response(deadline, head_request)? {
+            None => return Err(ClientError::ClosedEarly { received: 0 }),
+            Some(resp) if (100..200).contains(&resp.status) && resp.status != 101 => continue,
+            Some(resp) => return Ok(resp),
+        }
+    }
+    Err(malformed(format!(
+        "more than {MAX_INTERIM} interim (1xx) responses"
+    )))
+}
+
+/// One client connection, for pipelining, keep-alive and byte-level tests.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    /// Bytes received but not yet consumed: the start of the next response.
+    buf: Vec<u8>,
+    /// Timeout for each write.
+    write_timeout: Duration,
+}
+
+impl Conn {
+    /// Connects within `timeout`; `timeout` also bounds each later write.
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ClientError> {
+        let started = Instant::now();
+        let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|source| {
+            if is_timeout(&source) {
+                ClientError::Timeout {
+                    what: "connect",
+                    after: started.elapsed(),
+                }
+            } else {
+                ClientError::Connect { addr, source }
+            }
+        })?;
+        // Requests are written in one go; Nagle would only add latency to split writes.
+        let _ = stream.set_nodelay(true);
+        Ok(Conn {
+            stream,
+            buf: Vec::new(),
+            write_timeout: timeout,
+        })
+    }
+
+    /// Writes all of `bytes`.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        // A zero timeout is rejected by the OS; treat it as "the smallest".
+        let timeout = self.write_timeout.max(Duration::from_millis(1));
+        self.stream
+            .set_write_timeout(Some(timeout))
+            .map_err(|source| ClientError::Write { source })?;
+        self.stream.write_all(bytes).map_err(|source| {
+            if is_reset(&source) {
+                ClientError::Reset
+            } else if is_timeout(&source) {
+                ClientError::Timeout {
+                    what: "write",
+                    after: timeout,
+                }
+            } else {
+                ClientError::Write { source }
+            }
+        })
+    }
+
+    /// Half-closes the connection (sends FIN); reading still works.
+    pub fn shutdown_write(&mut self) -> Result<(), ClientError> {
+        self.stream
+            .shutdown(Shutdown::Write)
+            .map_err(|source| ClientError::Write { source })
+    }
+
+    /// The socket, e.g. for `peer_addr` or raw reads.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Bytes received after the last response (or collected by [`Conn::wait_eof`]).
+    pub fn leftover(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Reads more bytes into `buf` before `deadline`. `Ok(0)` is end of file.
+    fn read_more(
+        &mut self,
+        deadline: Instant,
+        what: &'static str,
+        started: Instant,
+    ) -> Result<usize, ClientError> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ClientError::Timeout {
+                    what,
+                    after: now - started,
+                });
+            }
+            self.stream
+                .set_read_timeout(Some(deadline - now))
+                .map_err(|source| ClientError::Read { source })?;
+            match self.stream.read(&mut chunk) {
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(n);
+                }
+                // Timeouts loop back to the deadline check; EINTR is retried.
+                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_reset(&e) => return Err(ClientError::Reset),
+                Err(source) => return Err(ClientError::Read { source }),
+            }
+        }
+    }
+
+    /// Reads one response. `head_request`: the request was HEAD, so there is no
+    /// body whatever the headers say. Returns `None` on a clean close before
+    /// the first byte of a response. Interim 1xx responses are returned like
+    /// any other; call again for the final one.
+    pub fn read_response(
+        &mut self,
+        deadline: Instant,
+        head_request: bool,
+    ) -> Result<Option<Response>, ClientError> {
+        let started = Instant::now();
+        let (mut response, head_len) = loop {
+            if let Some(parsed) = parse_head(&self.buf)? {
+                break parsed;
+            }
+            if self.buf.len() > MAX_HEAD {
+                return Err(malformed(format!(
+                    "no end of the response head within {MAX_HEAD} bytes"
+                )));
+            }
+            if self.read_more(deadline, "response head", started)? == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(ClientError::ClosedEarly {
+                    received: self.buf.len(),
+                });
+            }
+        };
+        response.head_raw = self.buf.drain(..head_len).collect();
+        response.framing = framing_of(&response, head_request)?;
+
+        match response.framing {
+            Framing::NoBody => {}
+            Framing::ContentLength(length) => {
+                let length = usize::try_from(length)
+                    .ok()
+                    .filter(|&l| l <= MAX_BODY)
+                    .ok_or_else(|| {
+                        malformed(format!(
+                            "Content-Length {length} exceeds the {MAX_BODY}-byte limit"
+                        ))
+                    })?;
+                while self.buf.len() < length {
+                    if self.read_more(deadline, "response body", started)? == 0 {
+                        return Err(ClientError::ClosedEarly {
+                            received: self.buf.len(),
+                        });
+                    }
+                }
+                response.body = self.buf.drain(..length).collect();
+            }
+            Framing::UntilClose => {
+                while self.read_more(deadline, "response body", started)? > 0 {
+                    if self.buf.len() > MAX_BODY {
+                        return Err(malformed(format!("body exceeds the {MAX_BODY}-byte limit")));
+                    }
+                }
+                response.body = std::mem::take(&mut self.buf);
+            }
+            Framing::Chunked => {
+                let mut decoder = ChunkedDecoder::default();
+                loop {
+                    let done = decoder.advance(&self.buf).map_err(malformed)?;
+                    // Consumed bytes are dropped now, so buf never holds more than one read ahead.
+                    self.buf.drain(..decoder.pos);
+                    decoder.pos = 0;
+                    if done {
+                        break;
+                    }
+                    if self.read_more(deadline, "response body", started)? == 0 {
+                        return Err(ClientError::ClosedEarly {
+                            received: decoder.body.len(),
+                        });
+                    }
+                }
+                response.body = decoder.body;
+                response.trailers = decoder.trailers;
+            }
+        }
+        Ok(Some(response))
+    }
+
+    /// Waits for the server to close the connection. `Ok(true)`: end of file
+    /// seen; `Ok(false)`: `deadline` passed first. Bytes arriving meanwhile are
+    /// kept (up to 1 MiB) in [`Conn::leftover`]. A reset is `Err(Reset)`.
+    pub fn wait_eof(&mut self, deadline: Instant) -> Result<bool, ClientError> {
+        let started = Instant::now();
+        loop {
+            match self.read_more(deadline, "eof", started) {
+                Ok(0) => return Ok(true),
+                Ok(_) => {
+                    if self.buf.len() > MAX_STRAY {
+                        let excess = self.buf.len() - MAX_STRAY;
+                        self.buf.drain(..excess);
+                    }
+                }
+                Err(ClientError::Timeout { .. }) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Tokenises a response head with httparse. `Ok(None)`: incomplete.
+fn parse_head(buf: &[u8]) -> Result<Option<(Response, usize)>, ClientError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let head_len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(malformed(format!("invalid response head: {e}"))),
+    };
+    // httparse fills these on Complete; a None would mean an httparse bug, reported, not panicked on.
+    let (Some(minor), Some(status)) = (parsed.version, parsed.code) else {
+        return Err(malformed("status line without version or code"));
+    };
+    let response = Response {
+        version: format!("HTTP/1.{minor}"),
+        status,
+        reason: parsed.reason.unwrap_or("").to_string(),
+        headers: parsed
+            .headers
+            .iter()
+            .map(|h| (h.name.to_string(), h.value.to_vec()))
+            .collect(),
+        body: Vec::new(),
+        trailers: Vec::new(),
+        framing: Framing::NoBody,
+        head_raw: Vec::new(),
+    };
+    Ok(Some((response, head_len)))
+}
+
+/// Applies RFC 9112 §6.3 to a parsed head.
+fn framing_of(response: &Response, head_request: bool) -> Result<Framing, ClientError> {
+    let status = response.status;
+    if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok(Framing::NoBody);
+    }
+    let codings: Vec<String> = response
+        .header_all("transfer-encoding")
+        .iter()
+        .flat_map(|v| {
+            String::from_utf8_lossy(v)
+                .split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .filter(|c| !c.is_empty())
+        .collect();
+    if !response.header_all("transfer-encoding").is_empty() {
+        // §6.3 rule 4: chunked last means chunked; otherwise read until close.
+        return Ok(if codings.last().map(String::as_str) == Some("chunked") {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        });
+    }
+    let lengths = response.header_all("content-length");
+    if lengths.is_empty() {
+        return Ok(Framing::UntilClose);
+    }
+    // §6.3 rule 5: several values (fields or a list) must all be the same valid number.
+    let mut value: Option<u64> = None;
+    for field in lengths {
+        for item in field.split(|&b| b == b',') {
+            let item = item.trim_ascii();
+            let text = String::from_utf8_lossy(item);
+            if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
+                return Err(malformed(format!("invalid Content-Length {text:?}")));
+            }
+            let n: u64 = text
+                .parse()
+                .map_err(|_| malformed(format!("invalid Content-Length {text:?}")))?;
+            match value {
+                Some(previous) if previous != n => {
+                    return Err(malformed(format!(
+                        "conflicting Content-Length values {previous} and {n}"
+                    )))
+                }
+                _ => value = Some(n),
+            }
+        }
+    }
+    // `lengths` is non-empty and every item either set `value` or returned.
+    Ok(value.map_or(Framing::UntilClose, Framing::ContentLength))
+}
+
+/// Where the chunked decoder is in RFC 9112 §7.1:
+/// `chunked-body = *chunk last-chunk trailer-section CRLF`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Expecting `chunk-size [ chunk-ext ] CRLF`.
+    #[default]
+    Size,
+    /// Inside `chunk-data`, this many bytes to go.
+    Data(u64),
+    /// Expecting the CRLF after `chunk-data`.
+    DataEnd,
+    /// Inside the trailer section: `*( field-line CRLF ) CRLF`.
+    Trailers,
+    /// The final CRLF was read.
+    Done,
+}
+
+/// Incremental decoder over a growing buffer: `advance` consumes what it can
+/// from `buf[pos..]` and tells whether the body is complete.
+#[derive(Debug, Default)]
+struct ChunkedDecoder {
+    pos: usize,
+    state: ChunkState,
+    body: Vec<u8>,
+    trailers: Vec<(String, Vec<u8>)>,
+    trailer_bytes: usize,
+}
+
+impl ChunkedDecoder {
+    fn advance(&mut self, buf: &[u8]) -> Result<bool, String> {
+        loop {
+            match self.state {
+                ChunkState::Size => {
+                    let Some(line) = take_line(buf, &mut self.pos, "chunk-size line")? else {
+                        return Ok(false);
+                    };
+                    let size = parse_chunk_size(line)?;
+                    if size > (MAX_BODY - self.body.len()) as u64 {
+                        return Err(format!("chunked body exceeds the {MAX_BODY}-byte limit"));
+                    }
+                    self.state = if size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(remaining) => {
+                    let available = buf.len() - self.pos;
+                    if available == 0 {
+                        return Ok(false);
+                    }
+                    // `take` <= `available`, a usize, so the cast is lossless.
+                    let take = remaining.min(available as u64) as usize;
+                    self.body.extend_from_slice(&buf[self.pos..self.pos + take]);
+                    self.pos += take;
+                    let left = remaining - take as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                }
+                ChunkState::DataEnd => {
+                    if buf.len() - self.pos < 2 {
+                        return Ok(false);
+                    }
+                    if &buf[self.pos..self.pos + 2] != b"\r\n" {
+                        return Err(
+                            "chunk-data is not followed by CRLF (chunk longer than its size?)"
+                                .into(),
+                        );
+                    }
+                    self.pos += 2;
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailers => {
+                    let Some(line) = take_line(buf, &mut self.pos, "trailer line")? else {
+                        return Ok(false);
+                    };
+                    if line.is_empty() {
+                        self.state = ChunkState::Done;
+                        continue;
+                    }
+                    self.trailer_bytes += line.len();
+                    if self.trailer_bytes > MAX_TRAILERS {
+                        return Err(format!("trailer section exceeds {MAX_TRAILERS} bytes"));
+                    }
+                    self.trailers.push(parse_trailer_field(line)?);
+                }
+                ChunkState::Done => return Ok(true),
+            }
+        }
+    }
+}
+
+/// The next CRLF-terminated line of `buf` from `*pos`, without the CRLF, or
+/// `None` if it is not complete yet. A bare LF is an error: RFC 9112 §7.1 has
+/// CRLF here and this client checks servers, it does not forgive them.
+fn take_line<'b>(buf: &'b [u8], pos: &mut usize, what: &str) -> Result<Option<&'b [u8]>, String> {
+    let rest = &buf[*pos..];
+    let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+        if rest.len() > MAX_CHUNK_LINE {
+            return Err(format!("{what} longer than {MAX_CHUNK_LINE} bytes"));
+        }
+        return Ok(None);
+    };
+    if lf > MAX_CHUNK_LINE {
+        return Err(format!("{what} longer than {MAX_CHUNK_LINE} bytes"));
+    }
+    if lf == 0 || rest[lf - 1] != b'\r' {
+        return Err(format!("{what} ends in a bare LF instead of CRLF"));
+    }
+    *pos += lf + 1;
+    Ok(Some(&rest[..lf - 1]))
+}
+
+/// `chunk-size = 1*HEXDIG`, then optional `BWS ";" chunk-ext`, which is
+/// ignored (RFC 9112 §7.1.1: unrecognised extensions MUST be ignored).
+fn parse_chunk_size(line: &[u8]) -> Result<u64, String> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let shown = String::from_utf8_lossy(line);
+    if digits == 0 {
+        return Err(format!(
+            "chunk size {shown:?} does not start with a hex digit"
+        ));
+    }
+    // 16 hex digits fill a u64; leading zeros beyond that are pointless but legal.
+    let significant = line[..digits].iter().skip_while(|&&b| b == b'0').count();
+    if significant > 16 {
+        return Err(format!("chunk size {shown:?} does not fit in 64 bits"));
+    }
+    let hex = String::from_utf8_lossy(&line[..digits]);
+    let size = u64::from_str_radix(&hex, 16).map_err(|e| format!("chunk size {shown:?}: {e}"))?;
+    let rest = line[digits..].trim_ascii_start();
+    if !rest.is_empty() && rest[0] != b';' {
+        return Err(format!("unexpected bytes after chunk size in {shown:?}"));
+    }
+    Ok(size)
+}
+
+/// `field-line = field-name ":" OWS field-value OWS` in a trailer section.
+fn parse_trailer_field(line: &[u8]) -> Result<(String, Vec<u8>), String> {
+    let shown = String::from_utf8_lossy(line);
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or_else(|| format!("trailer field {shown:?} has no ':'"))?;
+    let name = &line[..colon];
+    // field-name = token (RFC 9110 §5.1).
+    let is_tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    if name.is_empty() || !name.iter().all(is_tchar) {
+        return Err(format!("trailer field {shown:?} has an invalid name"));
+    }
+    let value = line[colon + 1..].trim_ascii();
+    Ok((String::from_utf8_lossy(name).into_owned(), value.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::os::fd::AsFd;
+    use std::thread::{self, JoinHandle};
+
+    /// What the canned server does after reading the request.
+    #[derive(Clone, Copy)]
+    enum Then {
+        /// Close normally (FIN).
+        Close,
+        /// Close with RST (SO_LINGER 0).
+        Reset,
+        /// Keep the connection open until the client closes it (bounded).
+        Hold,
+    }
+
+    /// A one-connection server on 127.0.0.1:0: reads one request head, writes
+    /// `reply`, then does `then`. The thread ends on its own within seconds.
+    fn canned(reply: &'static [u8], then: Then) -> (SocketAddr, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let handle = thread::spawn(move || {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 64 * 1024 {
+                match stream.read(&mut byte) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&byte[..n]),
+                }
+            }
+            let _ = stream.write_all(reply);
+            match then {
+                Then::Close => {}
+                Then::Reset => {
+                    let linger = nix::libc::linger {
+                        l_onoff: 1,
+                        l_linger: 0,
+                    };
+                    let _ = nix::sys::socket::setsockopt(
+                        &stream.as_fd(),
+                        nix::sys::socket::sockopt::Linger,
+                        &linger,
+                    );
+                }
+                Then::Hold => {
+                    // Returns when the client closes, or after the 10 s read timeout.
+                    let _ = stream.read(&mut byte);
+                }
+            }
+        });
+        (addr, handle)
+    }
+
+    const T: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn content_length_body() {
+        let (addr, h) = canned(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello",
+            Then::Hold,
+        );
+        let mut conn = Conn::connect(addr, T).expect("connect");
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let resp = conn
+            .read_response(Instant::now() + T, false)
+            .expect("read")
+            .expect("some");
+        assert_eq!(
+            (resp.version.as_str(), resp.status, resp.reason.as_str()),
+            ("HTTP/1.1", 200, "OK")
+        );
+        assert_eq!(resp.body, b"hello");
+        assert_eq!(resp.framing, Framing::ContentLength(5));
+        assert_eq!(resp.header("content-LENGTH"), Some(&b"5"[..]));
+        assert_eq!(resp.header_str("x-a").as_deref(), Some("1"));
+        assert!(resp.head_raw.ends_with(b"\r\n\r\n"));
+        drop(conn);
+        h.join().expect("server thread");
+    }
+
+    #[test]
+    fn chunked_body_with_extensions_and_trailers() {
+        let (addr, h) = canned(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5;name=value;flag\r\nhello\r\n\
+              7 ; ext=\"quoted\"\r\n, world\r\n\
+              0\r\nX-Checksum: abc\r\nX-Other:  spaced \r\n\r\n",
+            Then::Close,
+        );
+        let resp = get(addr, "/", T).expect("get");
+        assert_eq!(resp.body, b"hello, world");
+        assert_eq!(resp.framing, Framing::Chunked);
+        assert_eq!(
+            resp.trailers,
+            vec![
+                ("X-Checksum".into(), b"abc".to_vec()),
+                ("X-Other".into(), b"spaced".to_vec())
+            ]
+        );
+        h.join().expect("server thread");
+    }
+
+    #[test]
+    fn chunked_decoder_works_byte_by_byte() {
+        let wire =
+            b"4\r\nWiki\r\n5;x=y\r\npedia\r\n000E\r\n in\r\n\r\nchunks.\r\n0\r\nT: v\r\n\r\nNEXT";
+        let mut decoder = ChunkedDecoder::default();
+        let mut done = false;
+        for end in 0..=wire.len() {
+            if decoder.advance(&wire[..end]).expect("valid") {
+                done = true;
+                break;
+            }
+        }
+        assert!(done);
+        assert_eq!(decoder.body, b"Wikipedia in\r\n\r\nchunks.");
+        assert_eq!(decoder.trailers, vec![("T".to_string(), b"v".to_vec())]);
+        assert_eq!(&wire[decoder.pos..], b"NEXT");
+    }
+
+    #[test]
+    fn chunked_framing_errors_are_malformed() {
+        for wire in [
+            &b"zz\r\n"[..],
+            b"5\r\nhello!\r\n",
+            b"5\nhello\r\n",
+            b"5 junk\r\n",
+            b"11111111111111111\r\n",
+            b"0\r\nno colon\r\n\r\n",
+            b"0\r\n: empty name\r\n\r\n",
+        ] {
+            let mut decoder = ChunkedDecoder::default();
+            assert!(
+                decoder.advance(wire).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+    }
+
+    #[test]
+    fn read_until_close_body() {
+        let (addr, h) = canned(
+            b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it",
+            Then::Close,
+        );
+        let resp = get(addr, "/", T).expect("get");
+        assert_eq!(resp.version, "HTTP/1.0");
+        assert_eq!(resp.framing, Framing::UntilClose);
+        assert_eq!(resp.body, b"all of it");
+        h.join().expect("server thread");
+    }
+
+    #[test]
+    fn head_response_has_no_body_and_the_connection_stays_usable() {
+        let (addr, h) = canned(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nHTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+            Then::Hold,
+        );
+        let mut conn = Conn::connect(addr, T).expect("connect");
+        conn.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let resp = conn
+            .read_response(Instant::now() + T, true)
+            .expect("read")
+            .expect("some");
+        assert_eq!(resp.framing, Framing::NoBody);
+        assert!(resp.body.is_empty());
+        let next = conn
+            .read_response(Instant::now() + T, false)
+            .expect("read")
+            .expect("some");
+        assert_eq!(next.status, 204);
+        drop(conn);
+        h.join().expect("server thread");
+    }
+
+    #[test]
+    fn interim_100_continue_then_final_200() {
+        let reply: &'static [u8] =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let (addr, h) = canned(reply, Then::Hold);
+        let mut conn = Conn::connect(addr, T).expect("connect");
+        conn.send(
+            b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+        )
+        .expect("send");
+        let interim = conn
+            .read_response(Instant::now() + T, false)
+            .expect("read")
+            .expect("some");
+        assert_eq!(interim.status, 100);
+        let last = conn
+            .read_response(Instant::now() + T, false)
+            .expect("read")
+            .expect("some");
+        assert_eq!((last.status, last.body.as_slice()), (200, &b"ok"[..]));
+        drop(conn);
+        h.join().expect("server thread");
+
+        let (addr, h) = canned(reply, Then::Close);
+        let resp = get(addr, "/", T).expect("get skips 1xx");
+        assert_eq!(resp.status, 200);
+        h.join().expect("server thread");
+    }
+
+    #[test]
+    fn reset_is_reported_as_reset() {
+        let (addr, h) = canned(b"", Then::Reset);
+        let err = get(addr, "/", T).expect_err("reset");
+        assert!(matches!(err, ClientError::Reset), "{err:?}");
+        h.join().expect("server thread");
+    }
+
+    #[test]
+    fn deadline_is_reported_as_timeout() {
+        let (addr, h) = canned(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+            Then::Hold,
+        );
+        let mut conn = Conn::connect(addr, T).expect("connect");
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let err = conn
+            .read_response(Instant::now() + Duration::from_millis(200), false)
+            .expect_err("timeout");
+        assert!(
+            matches!(
+                err,
+                ClientError::Timeout {
+                    what: "response body",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!conn
+            .wait_eof(Instant::now() + Duration::from_millis(50))
+            .expect("no reset"));
+        drop(conn);
+        h.join().expect("server thread");
+    }
+
+    #[test]
+    fn close_in_the_middle_is_closed_early_and_clean_close_is_none() {
+        let (addr, h) = canned(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+            Then::Close,
+        );
+        let err = get(addr, "/", T).expect_err("truncated");
+        assert!(
+            matches!(err, ClientError::ClosedEarly { received: 5 }),
+            "{err:?}"
+        );
+        h.join().expect("server thread");
+
+        let (addr, h) = canned(b"", Then::Close);
+        let mut conn = Conn::connect(addr, T).expect("connect");
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        assert!(conn
+            .read_response(Instant::now() + T, false)
+            .expect("clean close")
+            .is_none());
+        assert!(conn.wait_eof(Instant::now() + T).expect("eof"));
+        h.join().expect("server thread");
+    }
+
+    #[test]
+    fn content_length_rules() {
+        let head = |headers: &[(&str, &str)]| Response {
+            version: "HTTP/1.1".into(),
+            status: 200,
+            reason: "OK".into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            body: Vec::new(),
+            trailers: Vec::new(),
+            framing: Framing::NoBody,
+            head_raw: Vec::new(),
+        };
+        let framing = |headers: &[(&str, &str)]| framing_of(&head(headers), false);
+        assert_eq!(
+            framing(&[("Content-Length", "7")]).ok(),
+            Some(Framing::ContentLength(7))
+        );
+        assert_eq!(
+            framing(&[("Content-Length", "7, 7"), ("content-length", "7")]).ok(),
+            Some(Framing::ContentLength(7))
+        );
+        assert!(framing(&[("Content-Length", "7"), ("Content-Length", "8")]).is_err());
+        assert!(framing(&[("Content-Length", "-1")]).is_err());
+        assert!(framing(&[("Content-Length", "+1")]).is_err());
+        assert!(framing(&[("Content-Length", "")]).is_err());
+        assert_eq!(
+            framing(&[
+                ("Transfer-Encoding", "gzip, chunked"),
+                ("Content-Length", "3")
+            ])
+            .ok(),
+            Some(Framing::Chunked)
+        );
+        assert_eq!(
+            framing(&[("Transfer-Encoding", "chunked, gzip")]).ok(),
+            Some(Framing::UntilClose)
+        );
+        assert_eq!(framing(&[]).ok(), Some(Framing::UntilClose));
+        let mut not_modified = head(&[("Content-Length", "7")]);
+        not_modified.status = 304;
+        assert_eq!(framing_of(&not_modified, false).ok(), Some(Framing::NoBody));
+    }
+
+    #[test]
+    fn oversized_content_length_is_malformed_not_allocated() {
+        let (addr, h) = canned(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
+            Then::Close,
+        );
+        let err = get(addr, "/", T).expect_err("too big");
+        assert!(matches!(err, ClientError::Malformed { .. }), "{err:?}");
+        h.join().expect("server thread");
+    }
+
+    #[test]
+    fn connect_refused_is_connect_error() {
+        // Bind then drop to get a port that is (almost certainly) closed.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr");
+        let err = get(addr, "/", T).expect_err("refused");
+        assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
+    }
+}

@@ -1,0 +1,200 @@
+//! What the server under test can do, and how it is built.
+//!
+//! Capabilities: which conformance-app routes it serves. A check that needs a
+//! route the server does not serve is skipped with the reason, never failed,
+//! so any HTTP server can be checked with `GET /` alone.
+//!
+//! Process model: from /proc, the children and threads of the server at idle
+//! and with connections open, classify it as iterative, fork-per-connection,
+//! pre-fork, threaded or event-loop. Some requirements depend on it (a
+//! pre-fork worker holds the listening socket by design).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::client;
+use crate::procfs;
+use crate::target::ServerInstance;
+
+/// A conformance-app route the harness relies on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Route {
+    /// `/sleep?ms=N`.
+    Sleep,
+    /// `/echo`.
+    Echo,
+    /// `/pid`.
+    Pid,
+    /// `/bytes?n=N`.
+    Bytes,
+}
+
+impl Route {
+    /// Every optional route.
+    pub const ALL: [Route; 4] = [Route::Sleep, Route::Echo, Route::Pid, Route::Bytes];
+
+    /// The route's path, as reports show it.
+    pub fn path(self) -> &'static str {
+        match self {
+            Route::Sleep => "/sleep",
+            Route::Echo => "/echo",
+            Route::Pid => "/pid",
+            Route::Bytes => "/bytes",
+        }
+    }
+}
+
+/// Which routes the server serves, found by asking it.
+#[derive(Clone, Debug, Default)]
+pub struct Capabilities {
+    served: BTreeMap<&'static str, bool>,
+}
+
+impl Capabilities {
+    /// Every capability present (for tests and `--assume-all`).
+    pub fn all() -> Capabilities {
+        Capabilities { served: Route::ALL.iter().map(|r| (r.path(), true)).collect() }
+    }
+
+    /// Whether `route` is served.
+    pub fn has(&self, route: Route) -> bool {
+        self.served.get(route.path()).copied().unwrap_or(false)
+    }
+
+    /// Route path → served, for reports.
+    pub fn as_map(&self) -> BTreeMap<String, bool> {
+        self.served.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    /// Asks the server for each route and judges the answer by the contract.
+    pub fn probe(server: &ServerInstance) -> Capabilities {
+        let addr = server.addr();
+        let timeout = Duration::from_secs(3);
+        let ok = |path: &str, judge: &dyn Fn(&client::Response) -> bool| {
+            client::get(addr, path, timeout).map(|r| r.status == 200 && judge(&r)).unwrap_or(false)
+        };
+        let mut served = BTreeMap::new();
+        served.insert(Route::Sleep.path(), ok("/sleep?ms=1", &|_| true));
+        served.insert(
+            Route::Echo.path(),
+            ok("/echo/probe?x=1", &|r| {
+                serde_json::from_slice::<serde_json::Value>(&r.body)
+                    .ok()
+                    .and_then(|v| v.get("REQUEST_METHOD").and_then(|m| m.as_str().map(|m| m == "GET")))
+                    .unwrap_or(false)
+            }),
+        );
+        served.insert(
+            Route::Pid.path(),
+            ok("/pid", &|r| std::str::from_utf8(&r.body).is_ok_and(|b| b.trim().parse::<u32>().is_ok())),
+        );
+        served.insert(Route::Bytes.path(), ok("/bytes?n=16", &|r| r.body.len() == 16));
+        Capabilities { served }
+    }
+}
+
+/// How the server handles connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// One connection at a time, in one process and thread.
+    Iterative,
+    /// A new child process per connection.
+    ForkPerConnection,
+    /// Worker processes started in advance, which accept on a shared socket.
+    PreFork,
+    /// One process, several threads.
+    Threaded,
+    /// One process and thread serving many connections at once.
+    EventLoop,
+    /// Could not tell.
+    Unknown,
+}
+
+impl Model {
+    /// The name reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Model::Iterative => "iterative",
+            Model::ForkPerConnection => "fork-per-connection",
+            Model::PreFork => "pre-fork",
+            Model::Threaded => "threaded",
+            Model::EventLoop => "event-loop",
+            Model::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A classification and the observations behind it.
+#[derive(Clone, Debug)]
+pub struct ModelReport {
+    /// The model.
+    pub model: Model,
+    /// What was seen, e.g. "0 children idle, 4 under load, 1 thread".
+    pub evidence: String,
+}
+
+/// Connections held open with half a request while the server is observed.
+const PROBE_CONNECTIONS: usize = 4;
+
+/// Live (non-zombie) descendants and total threads of the server.
+fn census(pid: i32) -> (usize, u32) {
+    let descendants: Vec<procfs::ProcStat> = procfs::descendants(pid).into_iter().filter(|p| p.state != 'Z').collect();
+    let own_threads = procfs::stat(pid).map(|s| s.num_threads).unwrap_or(1);
+    (descendants.len(), own_threads + descendants.iter().map(|d| d.num_threads).sum::<u32>())
+}
+
+/// Observes the server at idle and with connections open, and classifies it.
+pub fn classify(server: &ServerInstance) -> ModelReport {
+    let pid = server.pid();
+    let (idle_children, idle_threads) = census(pid);
+
+    // Open connections carrying half a request: a forking server forks for
+    // each at accept; a pre-fork or threaded one hands them to workers it
+    // already has.
+    let mut held = Vec::new();
+    for _ in 0..PROBE_CONNECTIONS {
+        if let Ok(mut stream) = TcpStream::connect_timeout(&server.addr(), Duration::from_secs(1)) {
+            let _ = stream.write_all(b"GET /probe HTTP/1.1\r\nHost: probe\r\n");
+            held.push(stream);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_millis(400);
+    let (mut load_children, mut load_threads) = census(pid);
+    while Instant::now() < deadline && load_children < idle_children + held.len() {
+        std::thread::sleep(Duration::from_millis(20));
+        (load_children, load_threads) = census(pid);
+    }
+
+    let model = if load_children > idle_children {
+        Model::ForkPerConnection
+    } else if idle_children > 0 {
+        Model::PreFork
+    } else if idle_threads > 1 || load_threads > 1 {
+        Model::Threaded
+    } else {
+        // One process, one thread: does it answer another client while the
+        // held connections are still incomplete?
+        match client::get(server.addr(), "/", Duration::from_millis(800)) {
+            Ok(_) => Model::EventLoop,
+            Err(_) => Model::Iterative,
+        }
+    };
+    drop(held);
+    let plural = |n: u32, word: &str| if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") };
+    ModelReport {
+        model,
+        evidence: format!(
+            "{idle_children} children idle, {load_children} with {PROBE_CONNECTIONS} connections open, {}",
+            plural(load_threads.max(idle_threads), "thread")
+        ),
+    }
+}

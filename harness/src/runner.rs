@@ -1,0 +1,224 @@
+//! The run: probe the target, run the selected checks group by group, each
+//! group on a fresh server instance, and feed every result to the reporters.
+//!
+//! Groups run in parallel (`--jobs`): each has its own server on its own
+//! port, so one group's load, crash or leak cannot show up in another's
+//! measurements. Within a group, checks run in order on one instance, which
+//! is restarted if a check leaves it dead.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{mpsc, Mutex};
+use std::time::Instant;
+
+use crate::check::{apply_strict, CheckResult, TargetInfo, Totals, Verdict};
+use crate::checks::{catalog, CheckDef, Ctx, Settings};
+use crate::probe::{classify, Capabilities, Model, ModelReport};
+use crate::report::{Event, Reporter};
+use crate::select::Selection;
+use crate::target::{PortChoice, ServerInstance, StartError, TargetSpec};
+
+/// Everything a run needs.
+pub struct RunConfig {
+    /// How to launch the server.
+    pub spec: TargetSpec,
+    /// The command as reports show it.
+    pub command_label: String,
+    /// Groups run at once.
+    pub jobs: usize,
+    /// Which checks run.
+    pub selection: Selection,
+    /// Whether warn counts as fail.
+    pub strict: bool,
+    /// Load settings.
+    pub settings: Settings,
+}
+
+/// What a run produced.
+pub struct RunOutcome {
+    /// Every result, in catalog order, strict already applied.
+    pub results: Vec<CheckResult>,
+    /// The tally.
+    pub totals: Totals,
+    /// The error that stopped the run when the server could not be started.
+    pub start_error: Option<StartError>,
+}
+
+/// Why a run could not happen at all.
+#[derive(Debug)]
+pub enum RunError {
+    /// `--only`/`--skip` left nothing to run.
+    NothingSelected,
+    /// A reporter could not write.
+    Report(std::io::Error),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::NothingSelected => write!(f, "no check matches the selection (see `harness list`)"),
+            RunError::Report(error) => write!(f, "writing the report: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Runs the selected checks against the target.
+pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome, RunError> {
+    let checks: Vec<CheckDef> = catalog().into_iter().filter(|c| config.selection.includes(c.id)).collect();
+    if checks.is_empty() {
+        return Err(RunError::NothingSelected);
+    }
+    let started = Instant::now();
+
+    // The probe instance: can the server start at all, what does it serve,
+    // and how is it built?
+    let (caps, model, probe_pid) = match ServerInstance::start(&config.spec) {
+        Ok(probe) => {
+            let caps = Capabilities::probe(&probe);
+            let model = classify(&probe);
+            (caps, model, probe.pid())
+        }
+        Err(error) => return startup_failure(config, error, started, reporter),
+    };
+    let target = TargetInfo {
+        command: config.command_label.clone(),
+        pid: Some(probe_pid),
+        model: model.model.as_str().into(),
+        model_evidence: model.evidence.clone(),
+        capabilities: caps.as_map(),
+    };
+    reporter.event(&Event::RunStarted { target: &target, planned: checks.len() }).map_err(RunError::Report)?;
+
+    // Group the checks, keeping catalog order.
+    let mut groups: Vec<Vec<CheckDef>> = Vec::new();
+    for check in &checks {
+        match groups.iter_mut().find(|g| g[0].group() == check.group()) {
+            Some(group) => group.push(*check),
+            None => groups.push(vec![*check]),
+        }
+    }
+    // A fixed port can hold only one server at a time.
+    let jobs = match config.spec.port {
+        PortChoice::Fixed(_) => 1,
+        PortChoice::Auto => config.jobs.max(1),
+    };
+
+    let queue = Mutex::new(groups.into_iter().collect::<VecDeque<_>>());
+    let (sender, receiver) = mpsc::channel::<CheckResult>();
+    let mut results = Vec::new();
+    let mut report_error = None;
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let sender = sender.clone();
+            let (queue, caps, model) = (&queue, &caps, &model);
+            scope.spawn(move || loop {
+                let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
+                let Some(group) = next else { return };
+                run_group(&group, config, caps, model, &sender);
+            });
+        }
+        drop(sender);
+        // Results stream to the reporters as they arrive.
+        for result in receiver {
+            if report_error.is_none() {
+                if let Err(error) = reporter.event(&Event::CheckFinished(&result)) {
+                    report_error = Some(error);
+                }
+            }
+            results.push(result);
+        }
+    });
+    if let Some(error) = report_error {
+        return Err(RunError::Report(error));
+    }
+    let order: Vec<&str> = checks.iter().map(|c| c.id).collect();
+    results.sort_by_key(|r| order.iter().position(|id| *id == r.id).unwrap_or(usize::MAX));
+    finish(config, results, None, started, reporter)
+}
+
+/// Runs one group's checks, in order, on one server instance.
+fn run_group(
+    group: &[CheckDef],
+    config: &RunConfig,
+    caps: &Capabilities,
+    model: &ModelReport,
+    sender: &mpsc::Sender<CheckResult>,
+) {
+    let mut ctx = Ctx::new(&config.spec, caps, model, &config.settings);
+    for check in group {
+        let started = Instant::now();
+        let missing: Vec<&str> = check.needs.iter().filter(|r| !caps.has(**r)).map(|r| r.path()).collect();
+        let mut result = if !missing.is_empty() {
+            check.blank_result().skip(format!("needs {}, which the server does not serve", missing.join(", ")))
+        } else {
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (check.run)(&mut ctx, check.blank_result())));
+            run.unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                check.blank_result().error(format!("harness bug: the check panicked: {message}"))
+            })
+        };
+        // A server that died during a check that did not notice: that check
+        // fails, and the next one gets a fresh server.
+        if let Some((status, tail)) = ctx.reap_if_dead() {
+            if matches!(result.verdict, Verdict::Pass | Verdict::Warn | Verdict::Skip) {
+                result = result.fail(format!("server exited during the check ({status})"));
+                for line in tail {
+                    result = result.evidence(format!("stderr: {line}"));
+                }
+            }
+        }
+        // The receiver lives until every worker is done.
+        let _ = sender.send(result.with_duration(started.elapsed()));
+    }
+}
+
+/// The server could not start: one failed `lifecycle/startup`, and the run stops.
+fn startup_failure(
+    config: &RunConfig,
+    error: StartError,
+    started: Instant,
+    reporter: &mut dyn Reporter,
+) -> Result<RunOutcome, RunError> {
+    let target = TargetInfo {
+        command: config.command_label.clone(),
+        pid: None,
+        model: Model::Unknown.as_str().into(),
+        model_evidence: "the server did not start".into(),
+        capabilities: Default::default(),
+    };
+    reporter.event(&Event::RunStarted { target: &target, planned: 1 }).map_err(RunError::Report)?;
+    let startup = crate::checks::lifecycle::CHECKS[0];
+    let mut result = startup
+        .blank_result()
+        .figure("startup_timeout_ms", config.spec.startup_timeout.as_millis() as u64)
+        .fail("the server did not start; no other check can run");
+    for line in error.to_string().lines() {
+        result = result.evidence(line.to_string());
+    }
+    let result = result.with_duration(started.elapsed());
+    reporter.event(&Event::CheckFinished(&result)).map_err(RunError::Report)?;
+    finish(config, vec![result], Some(error), started, reporter)
+}
+
+fn finish(
+    config: &RunConfig,
+    mut results: Vec<CheckResult>,
+    start_error: Option<StartError>,
+    started: Instant,
+    reporter: &mut dyn Reporter,
+) -> Result<RunOutcome, RunError> {
+    if config.strict {
+        apply_strict(&mut results);
+    }
+    let totals = Totals::tally(&results);
+    reporter
+        .event(&Event::RunFinished { results: &results, totals, wall: started.elapsed(), strict: config.strict })
+        .map_err(RunError::Report)?;
+    Ok(RunOutcome { results, totals, start_error })
+}

@@ -1,0 +1,1246 @@
+//! Launching the server under test, and always tearing it down again.
+//!
+//! A [`ServerInstance`] owns one run of the server binary: it picks a port,
+//! starts the program in a process group of its own, drains its stdout and
+//! stderr, waits until the port accepts connections, and on [`Drop`] (panics
+//! included) kills the whole group. A fork-per-connection server leaves
+//! children behind by design, so killing only the pid we spawned would leak
+//! them; the process group is what catches them all.
+//!
+//! The subtle part is teardown without losing the group. Once the group
+//! leader has been reaped, its pid (which is also the group id) may be reused
+//! by an unrelated process, and `kill(-pgid)` would hit a stranger. So we
+//! watch the leader with `waitid(WNOWAIT)`, which reports its exit but leaves
+//! it a zombie; a zombie still owns its pid. Only after the final `SIGKILL` to
+//! the group do we reap it.
+//!
+//! Every live group is also listed in a process-wide registry so that
+//! [`crate::interrupt`] can kill them when the harness gets Ctrl-C.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fmt;
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::procfs;
+
+/// How many lines of stdout and of stderr are kept.
+const TAIL_LINES: usize = 200;
+/// How many stderr lines a [`StartError`] carries.
+const ERROR_TAIL_LINES: usize = 20;
+/// Longer lines are cut here, so a server printing without newlines cannot grow our memory.
+const MAX_LINE_BYTES: usize = 4096;
+/// Pause between readiness probes and between liveness polls.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// Timeout of one readiness probe `connect`.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long to wait for the last stderr lines of a server that exited during startup.
+const FINAL_OUTPUT_WAIT: Duration = Duration::from_millis(500);
+/// How long to wait for the leader to die after `SIGKILL` before giving up on reaping it.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+/// After the leader exits on `SIGTERM`, how long its group may take to follow
+/// before the stragglers count as survivors (bounded by the grace period too).
+const SURVIVOR_SETTLE: Duration = Duration::from_millis(200);
+
+/// Which port the server listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortChoice {
+    /// Ask the kernel for a free port (bind port 0, read it, close it).
+    Auto,
+    /// Always this port.
+    Fixed(u16),
+}
+
+/// How to run the server under test.
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    /// The server binary.
+    pub program: OsString,
+    /// Arguments; `{port}`, `{host}` and `{addr}` (= `host:port`) are substituted at start.
+    pub args: Vec<String>,
+    /// Extra environment, applied after `HOST` and `PORT` (so it can override them).
+    pub env: Vec<(String, String)>,
+    /// Working directory; `None` = the harness's own.
+    pub cwd: Option<PathBuf>,
+    /// Loopback address the server must listen on, e.g. `127.0.0.1` or `::1`.
+    pub host: String,
+    /// Which port to use.
+    pub port: PortChoice,
+    /// How long the server may take to accept its first connection.
+    pub startup_timeout: Duration,
+    /// Teardown: time between `SIGTERM` and `SIGKILL`.
+    pub grace: Duration,
+}
+
+impl TargetSpec {
+    /// A spec with the defaults: no arguments, `127.0.0.1`, automatic port,
+    /// 10 s startup timeout, 2 s grace.
+    pub fn new(program: impl Into<OsString>) -> TargetSpec {
+        TargetSpec {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            host: "127.0.0.1".to_string(),
+            port: PortChoice::Auto,
+            startup_timeout: Duration::from_secs(10),
+            grace: Duration::from_secs(2),
+        }
+    }
+
+    /// The command line, quoted like a shell would need it, for reports.
+    /// Placeholders are shown unsubstituted.
+    pub fn display_command(&self) -> String {
+        let program = self.program.to_string_lossy();
+        std::iter::once(program.as_ref())
+            .chain(self.args.iter().map(String::as_str))
+            .map(shell_quote)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The command line with placeholders substituted for `addr`.
+    fn display_command_for(&self, addr: SocketAddr) -> String {
+        let program = self.program.to_string_lossy();
+        let args = substitute_args(&self.args, &self.host, addr);
+        std::iter::once(program.into_owned())
+            .chain(args)
+            .map(|s| shell_quote(&s))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Quotes `word` for a POSIX shell if it needs it.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-{}".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Substitutes `{port}`, `{host}` and `{addr}` in every argument.
+fn substitute_args(args: &[String], host: &str, addr: SocketAddr) -> Vec<String> {
+    let port = addr.port().to_string();
+    let addr = addr.to_string();
+    args.iter()
+        .map(|arg| {
+            arg.replace("{addr}", &addr)
+                .replace("{port}", &port)
+                .replace("{host}", host)
+        })
+        .collect()
+}
+
+/// Describes an exit status for a person: `exit code 3`, `killed by signal 9 (SIGKILL)`.
+pub fn describe_status(status: &ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        format!("exit code {code}")
+    } else if let Some(sig) = status.signal() {
+        let name = Signal::try_from(sig)
+            .map(|s| s.as_str())
+            .unwrap_or("unknown signal");
+        let core = if status.core_dumped() {
+            ", core dumped"
+        } else {
+            ""
+        };
+        format!("killed by signal {sig} ({name}{core})")
+    } else {
+        format!("wait status {:#x}", status.into_raw())
+    }
+}
+
+/// Why the server could not be started (or did not come up).
+#[derive(Debug)]
+pub enum StartError {
+    /// `spec.host` is not a loopback IP address.
+    Host {
+        /// The host given.
+        host: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Binding port 0 to pick a free port failed.
+    PortPick(io::Error),
+    /// The program could not be executed at all (not found, not executable, ...).
+    Spawn {
+        /// The command line.
+        command: String,
+        /// The error from `fork`/`exec`.
+        source: io::Error,
+    },
+    /// The program exited before it accepted a connection.
+    Exited {
+        /// The command line.
+        command: String,
+        /// The pid it had (its group is gone).
+        pid: i32,
+        /// How it exited.
+        status: ExitStatus,
+        /// Its last stderr lines.
+        stderr_tail: Vec<String>,
+    },
+    /// The program kept running but did not accept a connection in time; it was killed.
+    NotListening {
+        /// The command line.
+        command: String,
+        /// The pid it had (its group is gone).
+        pid: i32,
+        /// Where we tried to connect.
+        addr: SocketAddr,
+        /// How long we tried.
+        timeout: Duration,
+        /// Its last stderr lines.
+        stderr_tail: Vec<String>,
+    },
+}
+
+fn write_tail(f: &mut fmt::Formatter<'_>, tail: &[String]) -> fmt::Result {
+    if tail.is_empty() {
+        return writeln!(f, "  stderr: (empty)");
+    }
+    writeln!(f, "  last {} stderr line(s):", tail.len())?;
+    for line in tail {
+        writeln!(f, "    | {line}")?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Host { host, reason } => write!(f, "cannot use host {host:?}: {reason}"),
+            StartError::PortPick(e) => {
+                write!(f, "could not pick a free port (binding port 0 failed): {e}")
+            }
+            StartError::Spawn { command, source } => {
+                writeln!(f, "could not start the server: {source}")?;
+                write!(f, "  command: {command}")
+            }
+            StartError::Exited {
+                command,
+                pid,
+                status,
+                stderr_tail,
+            } => {
+                writeln!(f, "the server exited before accepting any connection")?;
+                writeln!(f, "  command: {command}")?;
+                writeln!(f, "  pid {pid}: {}", describe_status(status))?;
+                write_tail(f, stderr_tail)
+            }
+            StartError::NotListening {
+                command,
+                pid,
+                addr,
+                timeout,
+                stderr_tail,
+            } => {
+                writeln!(
+                    f,
+                    "the server did not accept a connection on {addr} within {:.1}s; it was stopped",
+                    timeout.as_secs_f64()
+                )?;
+                writeln!(f, "  command: {command}")?;
+                writeln!(f, "  pid: {pid}")?;
+                writeln!(
+                    f,
+                    "  hint: the harness passes the address as HOST/PORT in the environment and as \
+                     {{host}}/{{port}}/{{addr}} in the arguments; does the server use one of them?"
+                )?;
+                write_tail(f, stderr_tail)
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::PortPick(source) | StartError::Spawn { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Why a signal could not be sent to the server.
+#[derive(Debug)]
+pub enum SignalError {
+    /// The server was already torn down and reaped; its pid may belong to someone else now.
+    TornDown {
+        /// The pid it had.
+        pid: i32,
+    },
+    /// `kill(2)` failed.
+    Kill {
+        /// The pid (negative: the group) signalled.
+        target: i32,
+        /// The signal.
+        signal: Signal,
+        /// The error.
+        errno: Errno,
+    },
+}
+
+impl fmt::Display for SignalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignalError::TornDown { pid } => {
+                write!(f, "server {pid} was already stopped; not signalling it")
+            }
+            SignalError::Kill {
+                target,
+                signal,
+                errno,
+            } => {
+                write!(f, "kill({target}, {}): {}", signal.as_str(), errno.desc())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SignalError {}
+
+/// How teardown went.
+#[derive(Debug, Clone)]
+pub struct Termination {
+    /// The leader's exit status (`None` if it could not be collected).
+    pub status: Option<ExitStatus>,
+    /// `true` if the leader was still running when the grace period ended.
+    pub needed_sigkill: bool,
+    /// From the start of teardown until the leader was reaped.
+    pub elapsed: Duration,
+    /// Pids still alive (not zombies) after the leader had exited and the group
+    /// had a moment to follow, before the final `SIGKILL`: processes of the group,
+    /// and descendants that had left the group. When `needed_sigkill` is true,
+    /// this lists the other processes still alive when the grace period ran out.
+    pub survivors: Vec<i32>,
+}
+
+/// Process groups of servers that are running, for [`crate::interrupt`].
+///
+/// Invariant: a group is removed from here before its leader is reaped, so
+/// whoever holds the lock and finds a pgid here may signal it safely.
+static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Locks the registry. A panic while holding the lock cannot leave the vector
+/// inconsistent (every critical section is a single push/retain/copy), so a
+/// poisoned lock is used as is.
+pub(crate) fn live_groups() -> MutexGuard<'static, Vec<i32>> {
+    lock_registry(&LIVE_GROUPS)
+}
+
+/// The registry itself, for [`crate::interrupt`].
+pub(crate) fn registry() -> &'static Mutex<Vec<i32>> {
+    &LIVE_GROUPS
+}
+
+/// Locks a registry, using a poisoned one as is (see [`live_groups`]).
+pub(crate) fn lock_registry(registry: &Mutex<Vec<i32>>) -> MutexGuard<'_, Vec<i32>> {
+    registry
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The last lines a pipe delivered.
+#[derive(Debug, Default)]
+struct OutputTail {
+    lines: VecDeque<String>,
+    /// Bytes after the last newline.
+    partial: Vec<u8>,
+    /// The pipe reached end of file (every writer closed it).
+    eof: bool,
+}
+
+impl OutputTail {
+    fn push_bytes(&mut self, mut bytes: &[u8]) {
+        while let Some(pos) = bytes.iter().position(|&b| b == b'\n') {
+            self.append_partial(&bytes[..pos]);
+            let mut line = std::mem::take(&mut self.partial);
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            self.push_line(String::from_utf8_lossy(&line).into_owned());
+            bytes = &bytes[pos + 1..];
+        }
+        self.append_partial(bytes);
+    }
+
+    fn append_partial(&mut self, bytes: &[u8]) {
+        let room = MAX_LINE_BYTES.saturating_sub(self.partial.len());
+        self.partial
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn push_line(&mut self, line: String) {
+        if self.lines.len() == TAIL_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+
+    fn tail(&self, n: usize) -> Vec<String> {
+        let partial =
+            (!self.partial.is_empty()).then(|| String::from_utf8_lossy(&self.partial).into_owned());
+        let mut all: Vec<String> = self.lines.iter().cloned().chain(partial).collect();
+        let skip = all.len().saturating_sub(n);
+        all.drain(..skip);
+        all
+    }
+}
+
+type SharedTail = Arc<Mutex<OutputTail>>;
+
+fn lock_tail(tail: &SharedTail) -> MutexGuard<'_, OutputTail> {
+    // Critical sections only append to buffers, so a poisoned lock is still consistent.
+    tail.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Drains `pipe` into `tail` until end of file, on a thread of its own: a
+/// server blocked writing to a full pipe would be a harness bug, not its own.
+fn spawn_drain(name: &str, mut pipe: impl Read + Send + 'static, tail: SharedTail) {
+    let body = move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => lock_tail(&tail).push_bytes(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        lock_tail(&tail).eof = true;
+    };
+    // If the thread cannot be spawned, drain nothing rather than fail the run;
+    // the pipe then closes on drop and the server gets EPIPE on output.
+    let _ = thread::Builder::new().name(name.to_string()).spawn(body);
+}
+
+/// What we know about the group leader.
+#[derive(Debug, Clone, Copy)]
+enum Leader {
+    Running,
+    /// Exited; a zombie (not reaped) until teardown.
+    Exited(ExitStatus),
+    /// `waitid` says it is not our child any more: someone else reaped it.
+    Lost,
+}
+
+/// One running server. Dropping it kills its process group.
+#[derive(Debug)]
+pub struct ServerInstance {
+    child: Child,
+    pid: i32,
+    addr: SocketAddr,
+    startup_time: Duration,
+    grace: Duration,
+    leader: Leader,
+    stdout: SharedTail,
+    stderr: SharedTail,
+    /// Set once teardown ran; later calls return it again.
+    termination: Option<Termination>,
+}
+
+impl ServerInstance {
+    /// Starts the server on the port `spec.port` asks for and waits until it
+    /// accepts a TCP connection.
+    pub fn start(spec: &TargetSpec) -> Result<ServerInstance, StartError> {
+        let port = match spec.port {
+            PortChoice::Fixed(port) => port,
+            PortChoice::Auto => {
+                let ip = parse_loopback(&spec.host)?;
+                // The port is free when we close the listener; another process
+                // could take it before the server binds, which then shows up as
+                // a startup failure rather than a silent mix-up, because the
+                // other process is not our child.
+                let listener = TcpListener::bind((ip, 0)).map_err(StartError::PortPick)?;
+                listener.local_addr().map_err(StartError::PortPick)?.port()
+            }
+        };
+        Self::start_on_port(spec, port)
+    }
+
+    /// Starts the server on `port` (e.g. again on the port of a previous run).
+    pub fn start_on_port(spec: &TargetSpec, port: u16) -> Result<ServerInstance, StartError> {
+        let ip = parse_loopback(&spec.host)?;
+        let addr = SocketAddr::new(ip, port);
+        let command = spec.display_command_for(addr);
+
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(substitute_args(&spec.args, &spec.host, addr))
+            .env("HOST", &spec.host)
+            .env("PORT", port.to_string())
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // A group of its own: teardown kills the group, which catches the
+            // per-connection children without touching the harness.
+            .process_group(0);
+        if let Some(dir) = &spec.cwd {
+            cmd.current_dir(dir);
+        }
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed. It calls sigprocmask and sigaction
+        // (through nix, which only builds stack values around the libc calls) and
+        // builds an io::Error from a raw errno, which does not allocate.
+        unsafe {
+            cmd.pre_exec(reset_signals_in_child);
+        }
+
+        // Hold the registry lock across spawn + register: an interrupt arriving
+        // in between must not miss this group.
+        let started = Instant::now();
+        let mut child = {
+            let mut groups = live_groups();
+            let child = cmd.spawn().map_err(|source| StartError::Spawn {
+                command: command.clone(),
+                source,
+            })?;
+            groups.push(child.id() as i32);
+            child
+        };
+        let pid = child.id() as i32;
+
+        let stdout: SharedTail = Arc::default();
+        let stderr: SharedTail = Arc::default();
+        if let Some(pipe) = child.stdout.take() {
+            spawn_drain("server-stdout", pipe, Arc::clone(&stdout));
+        }
+        if let Some(pipe) = child.stderr.take() {
+            spawn_drain("server-stderr", pipe, Arc::clone(&stderr));
+        }
+
+        let mut instance = ServerInstance {
+            child,
+            pid,
+            addr,
+            startup_time: Duration::ZERO,
+            grace: spec.grace,
+            leader: Leader::Running,
+            stdout,
+            stderr,
+            termination: None,
+        };
+
+        let deadline = deadline_after(started, spec.startup_timeout);
+        loop {
+            if let Some(status) = instance.exit_status() {
+                instance.wait_for_final_output();
+                let stderr_tail = instance.stderr_tail(ERROR_TAIL_LINES);
+                // Tears down whatever the leader left behind and reaps it.
+                instance.terminate();
+                return Err(StartError::Exited {
+                    command,
+                    pid,
+                    status,
+                    stderr_tail,
+                });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let probe = PROBE_TIMEOUT
+                .min(deadline - now)
+                .max(Duration::from_millis(1));
+            if let Ok(stream) = TcpStream::connect_timeout(&addr, probe) {
+                // Close the probe at once; the server sees a connection with no request.
+                drop(stream);
+                instance.startup_time = started.elapsed();
+                return Ok(instance);
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+        instance.terminate();
+        let stderr_tail = instance.stderr_tail(ERROR_TAIL_LINES);
+        Err(StartError::NotListening {
+            command,
+            pid,
+            addr,
+            timeout: spec.startup_timeout,
+            stderr_tail,
+        })
+    }
+
+    /// The leader's pid.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The server's process group id (equal to the leader's pid).
+    pub fn pgid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Where the server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// From spawn until the first successful TCP connect.
+    pub fn startup_time(&self) -> Duration {
+        self.startup_time
+    }
+
+    /// Has the leader exited? Non-blocking, and it does not reap the leader: it
+    /// stays a zombie holding its pid (= the pgid) until teardown.
+    ///
+    /// Returns `None` while it runs, and also if someone else reaped it
+    /// (then [`ServerInstance::is_alive`] is still `false`).
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.poll_leader();
+        match self.leader {
+            Leader::Exited(status) => Some(status),
+            Leader::Running | Leader::Lost => None,
+        }
+    }
+
+    /// Is the leader still running?
+    pub fn is_alive(&mut self) -> bool {
+        self.poll_leader();
+        matches!(self.leader, Leader::Running)
+    }
+
+    /// Polls [`ServerInstance::exit_status`] until the leader exits or `timeout` passes.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = deadline_after(Instant::now(), timeout);
+        loop {
+            let alive = self.is_alive();
+            if !alive || Instant::now() >= deadline {
+                return self.exit_status();
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    fn poll_leader(&mut self) {
+        if !matches!(self.leader, Leader::Running) {
+            return;
+        }
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        self.leader = match waitid(Id::Pid(Pid::from_raw(self.pid)), flags) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                Leader::Exited(ExitStatus::from_raw((code & 0xff) << 8))
+            }
+            Ok(WaitStatus::Signaled(_, sig, core)) => Leader::Exited(ExitStatus::from_raw(
+                sig as i32 | if core { 0x80 } else { 0 },
+            )),
+            Ok(_) => Leader::Running,
+            Err(Errno::ECHILD) => Leader::Lost,
+            // nix cannot name some signals (real-time ones) and reports EINVAL;
+            // the kernel still has the raw status of the zombie in /proc.
+            Err(_) => match procfs::stat(self.pid) {
+                Ok(st) if st.state == 'Z' => Leader::Exited(ExitStatus::from_raw(
+                    procfs::raw_exit_code(self.pid).unwrap_or(0),
+                )),
+                _ => Leader::Running,
+            },
+        };
+    }
+
+    /// The last `lines` lines the server wrote to stderr (an unfinished last line included).
+    pub fn stderr_tail(&self, lines: usize) -> Vec<String> {
+        lock_tail(&self.stderr).tail(lines)
+    }
+
+    /// The last `lines` lines the server wrote to stdout (an unfinished last line included).
+    pub fn stdout_tail(&self, lines: usize) -> Vec<String> {
+        lock_tail(&self.stdout).tail(lines)
+    }
+
+    /// Waits (briefly, bounded) until stderr reaches end of file, so that an
+    /// early exit is reported with its last words.
+    fn wait_for_final_output(&self) {
+        let deadline = Instant::now() + FINAL_OUTPUT_WAIT;
+        while !lock_tail(&self.stderr).eof && Instant::now() < deadline {
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Sends `sig` to the leader only (not the group).
+    pub fn signal_leader(&self, sig: Signal) -> Result<(), SignalError> {
+        self.send(self.pid, sig)
+    }
+
+    /// Sends `sig` to every process of the server's group.
+    pub fn signal_group(&self, sig: Signal) -> Result<(), SignalError> {
+        self.send(-self.pid, sig)
+    }
+
+    fn send(&self, target: i32, signal: Signal) -> Result<(), SignalError> {
+        // After teardown the leader was reaped and its pid is free for reuse.
+        if self.termination.is_some() || matches!(self.leader, Leader::Lost) {
+            return Err(SignalError::TornDown { pid: self.pid });
+        }
+        signal::kill(Pid::from_raw(target), signal).map_err(|errno| SignalError::Kill {
+            target,
+            signal,
+            errno,
+        })
+    }
+
+    /// Stops the server: `SIGTERM` to the group, up to `grace` for the leader
+    /// to exit, then `SIGKILL` to the group, then reap the leader. Calling it
+    /// again returns the first result.
+    pub fn terminate(&mut self) -> Termination {
+        if let Some(done) = &self.termination {
+            return done.clone();
+        }
+        let started = Instant::now();
+        let pgid = self.pid;
+        let grace_end = deadline_after(started, self.grace);
+
+        // Processes that left the group (setsid, setpgid) escape a group kill;
+        // remember them while the parent links still lead to them. Not if the
+        // leader was reaped behind our back: its pid may be a stranger's now.
+        self.poll_leader();
+        let escaped_before: Vec<procfs::ProcStat> = if matches!(self.leader, Leader::Lost) {
+            Vec::new()
+        } else {
+            procfs::descendants(self.pid)
+                .into_iter()
+                .filter(|p| p.pgrp != pgid)
+                .collect()
+        };
+
+        let mut needed_sigkill = false;
+        if self.is_alive() {
+            self.kill_own_group(Signal::SIGTERM);
+            while self.is_alive() && Instant::now() < grace_end {
+                thread::sleep(POLL_INTERVAL);
+            }
+            needed_sigkill = self.is_alive();
+        }
+
+        let survivors = if needed_sigkill {
+            self.live_others(pgid, &escaped_before)
+        } else {
+            // The rest of the group got the same SIGTERM; give it a moment to
+            // follow the leader before calling anyone a survivor.
+            let settle_end = grace_end.max(Instant::now() + SURVIVOR_SETTLE);
+            loop {
+                let others = self.live_others(pgid, &escaped_before);
+                if others.is_empty() || Instant::now() >= settle_end {
+                    break others;
+                }
+                thread::sleep(POLL_INTERVAL);
+            }
+        };
+
+        // Always, even after a clean exit: cheap insurance against stragglers.
+        self.kill_own_group(Signal::SIGKILL);
+        for escaped in &escaped_before {
+            // Identified by pid AND start time, so a reused pid is never hit.
+            if still_same_process(escaped) {
+                let _ = signal::kill(Pid::from_raw(escaped.pid), Signal::SIGKILL);
+            }
+        }
+        if needed_sigkill {
+            let deadline = deadline_after(Instant::now(), KILL_WAIT);
+            while self.is_alive() && Instant::now() < deadline {
+                thread::sleep(POLL_INTERVAL);
+            }
+        }
+
+        // Unregister BEFORE reaping: once reaped, the pgid may be reused.
+        live_groups().retain(|&g| g != pgid);
+        let status = match self.leader {
+            Leader::Exited(status) => {
+                // The leader is a zombie, so wait() returns at once.
+                Some(self.child.wait().unwrap_or(status))
+            }
+            // Still running after SIGKILL and KILL_WAIT (stuck in the kernel):
+            // do not block; it stays our zombie until the harness exits.
+            // Lost: someone else reaped it and took the status.
+            Leader::Running | Leader::Lost => None,
+        };
+        let termination = Termination {
+            status,
+            needed_sigkill,
+            elapsed: started.elapsed(),
+            survivors,
+        };
+        self.termination = Some(termination.clone());
+        termination
+    }
+
+    /// `kill(-pgid, sig)` for our group, ignoring ESRCH (group already empty).
+    fn kill_own_group(&self, sig: Signal) {
+        // Normally the zombie leader pins the pgid. If someone else reaped the
+        // leader, the pgid is only surely ours while the group has members.
+        if matches!(self.leader, Leader::Lost) && procfs::group_members(self.pid).is_empty() {
+            return;
+        }
+        let _ = signal::killpg(Pid::from_raw(self.pid), sig);
+    }
+
+    /// Live processes of the group other than the leader, plus live escaped descendants.
+    fn live_others(&self, pgid: i32, escaped_before: &[procfs::ProcStat]) -> Vec<i32> {
+        let mut pids: Vec<i32> = procfs::group_members(pgid)
+            .into_iter()
+            .filter(|p| p.pid != self.pid && p.is_live())
+            .map(|p| p.pid)
+            .collect();
+        for escaped in escaped_before {
+            if still_same_process(escaped) && !pids.contains(&escaped.pid) {
+                pids.push(escaped.pid);
+            }
+        }
+        pids.sort_unstable();
+        pids
+    }
+}
+
+/// Is the process seen as `before` still there, alive, and not a reused pid?
+fn still_same_process(before: &procfs::ProcStat) -> bool {
+    procfs::stat(before.pid).is_ok_and(|now| now.start_time == before.start_time && now.is_live())
+}
+
+/// `from + wait`, saturating: a huge duration from the command line must not
+/// make the `Instant` addition panic, least of all in `Drop`.
+fn deadline_after(from: Instant, wait: Duration) -> Instant {
+    const ONE_DAY: Duration = Duration::from_secs(24 * 60 * 60);
+    from.checked_add(wait)
+        .or_else(|| from.checked_add(ONE_DAY))
+        .unwrap_or(from)
+}
+
+impl Drop for ServerInstance {
+    fn drop(&mut self) {
+        // terminate() has no panicking paths; it is idempotent if already run.
+        self.terminate();
+    }
+}
+
+/// Parses `host` as an IP address and insists on loopback: the suite never
+/// talks to anything but this machine.
+fn parse_loopback(host: &str) -> Result<IpAddr, StartError> {
+    let ip: IpAddr = host.parse().map_err(|_| StartError::Host {
+        host: host.to_string(),
+        reason: "not an IP address (use 127.0.0.1 or ::1)".to_string(),
+    })?;
+    if !ip.is_loopback() {
+        return Err(StartError::Host {
+            host: host.to_string(),
+            reason: "only loopback addresses are allowed".to_string(),
+        });
+    }
+    Ok(ip)
+}
+
+/// Runs in the child between fork and exec. The harness blocks SIGINT, SIGTERM
+/// and SIGHUP in all its threads (see `interrupt.rs`) and a blocked mask
+/// survives exec, so without this the server could not be stopped by SIGTERM.
+/// Ignored dispositions survive exec too, hence the reset to default.
+///
+/// Only async-signal-safe calls: no allocation, no locks.
+fn reset_signals_in_child() -> io::Result<()> {
+    let empty = SigSet::empty();
+    signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&empty), None)
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGPIPE,
+        Signal::SIGCHLD,
+    ] {
+        // SAFETY: installing SIG_DFL runs no Rust code in a handler; sigaction is
+        // async-signal-safe.
+        unsafe { signal::signal(sig, SigHandler::SigDfl) }
+            .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+    }
+    Ok(())
+}
+
+/// Runs the test named `test` of this test binary in a child process with
+/// the environment variable `env_key` set, for tests that change process-wide
+/// state (signal dispositions) or end the process.
+#[cfg(test)]
+pub(crate) fn run_test_in_child(test: &str, env_key: &str) -> std::process::Output {
+    let exe = std::env::current_exe().expect("test binary path");
+    Command::new(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env_key, "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the child test process")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny TCP server: binds the address from argv (host, port) or from
+    /// HOST/PORT, accepts and closes connections forever.
+    const PY_SERVER: &str = r#"
+import os, socket, sys
+host = sys.argv[1] if len(sys.argv) > 2 else os.environ["HOST"]
+port = int(sys.argv[2] if len(sys.argv) > 2 else os.environ["PORT"])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, port))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    c.close()
+"#;
+
+    fn python_spec(args: &[&str]) -> TargetSpec {
+        let mut spec = TargetSpec::new("python3");
+        spec.args = ["-c", PY_SERVER]
+            .iter()
+            .chain(args)
+            .map(|s| s.to_string())
+            .collect();
+        spec
+    }
+
+    fn sh_spec(script: &str) -> TargetSpec {
+        let mut spec = TargetSpec::new("sh");
+        spec.args = vec!["-c".into(), script.into()];
+        spec
+    }
+
+    /// Polls until no live (non-zombie) process has process group `pgid`.
+    fn group_is_gone(pgid: i32) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let live: Vec<_> = procfs::group_members(pgid)
+                .into_iter()
+                .filter(|p| p.is_live())
+                .collect();
+            if live.is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                eprintln!("still alive in group {pgid}: {live:?}");
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn is_registered(pgid: i32) -> bool {
+        live_groups().contains(&pgid)
+    }
+
+    #[test]
+    fn start_waits_until_the_server_accepts_and_reports_its_address() {
+        let spec = python_spec(&[]);
+        let mut server = ServerInstance::start(&spec).expect("start");
+        assert_eq!(
+            server.addr().ip(),
+            "127.0.0.1".parse::<IpAddr>().expect("ip")
+        );
+        assert_eq!(server.addr().port(), server.port());
+        assert_eq!(server.pgid(), server.pid());
+        assert!(server.is_alive());
+        assert!(server.exit_status().is_none());
+        assert!(is_registered(server.pgid()));
+        TcpStream::connect(server.addr()).expect("server accepts connections");
+
+        let pgid = server.pgid();
+        let t = server.terminate();
+        assert!(!t.needed_sigkill, "python dies on SIGTERM: {t:?}");
+        assert_eq!(
+            t.status.and_then(|s| s.signal()),
+            Some(Signal::SIGTERM as i32)
+        );
+        assert!(t.survivors.is_empty(), "{t:?}");
+        assert!(!is_registered(pgid));
+        assert!(group_is_gone(pgid));
+        // Idempotent.
+        assert_eq!(server.terminate().needed_sigkill, t.needed_sigkill);
+        assert!(matches!(
+            server.signal_leader(Signal::SIGTERM),
+            Err(SignalError::TornDown { .. })
+        ));
+    }
+
+    #[test]
+    fn placeholders_are_substituted_in_arguments() {
+        let mut spec = python_spec(&["{host}", "{port}"]);
+        // Prove the arguments, not the environment, carried the address.
+        spec.env = vec![
+            ("HOST".into(), "not-an-address".into()),
+            ("PORT".into(), "not-a-port".into()),
+        ];
+        let server = ServerInstance::start(&spec).expect("start");
+        TcpStream::connect(server.addr()).expect("connect");
+
+        let addr: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        let args: Vec<String> = ["--listen={addr}", "{host}", "-p", "{port}"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            substitute_args(&args, "127.0.0.1", addr),
+            ["--listen=127.0.0.1:8080", "127.0.0.1", "-p", "8080"]
+        );
+        let v6: SocketAddr = "[::1]:9".parse().expect("addr");
+        assert_eq!(
+            substitute_args(&["{addr}".to_string()], "::1", v6),
+            ["[::1]:9"]
+        );
+    }
+
+    #[test]
+    fn a_program_that_exits_at_once_is_reported_with_status_and_stderr() {
+        let spec = sh_spec("echo boom >&2; exit 3");
+        let err = ServerInstance::start(&spec).expect_err("must fail");
+        match &err {
+            StartError::Exited {
+                status,
+                stderr_tail,
+                pid,
+                ..
+            } => {
+                assert_eq!(status.code(), Some(3));
+                assert!(
+                    stderr_tail.iter().any(|l| l.contains("boom")),
+                    "{stderr_tail:?}"
+                );
+                assert!(!is_registered(*pid));
+            }
+            other => panic!("expected Exited, got {other:?}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.contains("exit code 3") && text.contains("boom") && text.contains("sh -c"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_program_that_never_listens_times_out_and_is_killed_with_its_group() {
+        let mut spec = sh_spec("sleep 30 & sleep 30");
+        spec.startup_timeout = Duration::from_secs(1);
+        spec.grace = Duration::from_millis(500);
+        let err = ServerInstance::start(&spec).expect_err("must fail");
+        let StartError::NotListening { pid, timeout, .. } = &err else {
+            panic!("expected NotListening, got {err:?}")
+        };
+        assert_eq!(*timeout, Duration::from_secs(1));
+        assert!(!is_registered(*pid));
+        assert!(group_is_gone(*pid));
+        assert!(
+            err.to_string().contains("did not accept a connection"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_error() {
+        let spec = TargetSpec::new("/nonexistent/server-binary");
+        let err = ServerInstance::start(&spec).expect_err("must fail");
+        assert!(matches!(err, StartError::Spawn { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn non_loopback_hosts_are_refused() {
+        let mut spec = python_spec(&[]);
+        spec.host = "8.8.8.8".into();
+        assert!(matches!(
+            ServerInstance::start(&spec),
+            Err(StartError::Host { .. })
+        ));
+        spec.host = "localhost".into();
+        assert!(matches!(
+            ServerInstance::start(&spec),
+            Err(StartError::Host { .. })
+        ));
+    }
+
+    #[test]
+    fn drop_kills_background_children_of_the_server() {
+        let spec = sh_spec(&format!("sleep 300 & exec python3 -c '{PY_SERVER}'"));
+        let server = ServerInstance::start(&spec).expect("start");
+        let pgid = server.pgid();
+        let members = procfs::group_members(pgid);
+        assert!(members.iter().any(|p| p.comm == "sleep"), "{members:?}");
+        drop(server);
+        assert!(group_is_gone(pgid));
+        assert!(!is_registered(pgid));
+    }
+
+    #[test]
+    fn terminate_reports_children_that_survive_sigterm() {
+        // `sleep` inherits the ignored SIGTERM (an ignored disposition survives
+        // fork and exec); the shell restores the default before becoming python.
+        let spec = sh_spec(&format!(
+            "trap '' TERM; sleep 300 & trap - TERM; exec python3 -c '{PY_SERVER}'"
+        ));
+        let mut server = ServerInstance::start(&spec).expect("start");
+        let pgid = server.pgid();
+        let t = server.terminate();
+        assert!(!t.needed_sigkill, "{t:?}");
+        assert_eq!(t.survivors.len(), 1, "{t:?}");
+        assert!(group_is_gone(pgid));
+    }
+
+    #[test]
+    fn a_leader_that_ignores_sigterm_gets_sigkill() {
+        let script =
+            format!("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n{PY_SERVER}");
+        let mut spec = TargetSpec::new("python3");
+        spec.args = vec!["-c".into(), script];
+        spec.grace = Duration::from_millis(300);
+        let mut server = ServerInstance::start(&spec).expect("start");
+        let pgid = server.pgid();
+        let t = server.terminate();
+        assert!(t.needed_sigkill, "{t:?}");
+        assert_eq!(
+            t.status.and_then(|s| s.signal()),
+            Some(Signal::SIGKILL as i32)
+        );
+        assert!(group_is_gone(pgid));
+    }
+
+    /// Restores the calling thread's signal mask on drop.
+    struct MaskGuard(SigSet);
+    impl Drop for MaskGuard {
+        fn drop(&mut self) {
+            let _ = self.0.thread_set_mask();
+        }
+    }
+
+    /// Environment variable that turns `ignored_sigterm_child_side` into the child side.
+    const IGNORED_TERM_CHILD: &str = "HARNESS_TARGET_TEST_IGNORED_TERM";
+
+    /// Child side of `the_server_does_not_inherit_an_ignored_sigterm`.
+    #[test]
+    fn ignored_sigterm_child_side() {
+        if std::env::var_os(IGNORED_TERM_CHILD).is_none() {
+            return;
+        }
+        // SAFETY: SIG_IGN runs no handler code. This runs in a process of its
+        // own, so no other test sees the changed disposition.
+        unsafe { signal::signal(Signal::SIGTERM, SigHandler::SigIgn) }.expect("ignore SIGTERM");
+        let mut spec = python_spec(&[]);
+        spec.grace = Duration::from_secs(5);
+        let mut server = ServerInstance::start(&spec).expect("start");
+        let t = server.terminate();
+        assert!(
+            !t.needed_sigkill,
+            "the server inherited SIG_IGN for SIGTERM: {t:?}"
+        );
+    }
+
+    #[test]
+    fn the_server_does_not_inherit_an_ignored_sigterm() {
+        let out = run_test_in_child(
+            "target::tests::ignored_sigterm_child_side",
+            IGNORED_TERM_CHILD,
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("1 passed"),
+            "the child test did not run:\n{stdout}"
+        );
+    }
+
+    #[test]
+    fn the_exited_leader_keeps_the_group_id_until_teardown() {
+        let mut blocked = SigSet::empty();
+        blocked.add(Signal::SIGTERM);
+        let previous = blocked
+            .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+            .expect("block SIGTERM");
+        let _restore = MaskGuard(previous);
+        let mut server = ServerInstance::start(&python_spec(&[])).expect("start");
+        server.signal_leader(Signal::SIGTERM).expect("kill");
+        let status = server.wait_for_exit(Duration::from_secs(10));
+        assert_eq!(
+            status.and_then(|s| s.signal()),
+            Some(Signal::SIGTERM as i32)
+        );
+        // The exited leader stays a zombie until teardown, so the pgid is still ours.
+        assert!(server.signal_group(Signal::SIGTERM).is_ok());
+        assert!(!server.terminate().needed_sigkill);
+    }
+
+    #[test]
+    fn a_chatty_server_is_drained_and_its_tail_kept() {
+        let script = format!("import sys\nfor i in range(20000): sys.stderr.write('line %d ' % i + 'x' * 100 + '\\n')\nsys.stderr.flush()\n{PY_SERVER}");
+        let mut spec = TargetSpec::new("python3");
+        spec.args = vec!["-c".into(), script];
+        let server = ServerInstance::start(&spec).expect("2 MB of stderr must not block startup");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server
+            .stderr_tail(1)
+            .first()
+            .is_some_and(|l| l.starts_with("line 19999 "))
+        {
+            assert!(Instant::now() < deadline, "{:?}", server.stderr_tail(1));
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(server.stderr_tail(3).len(), 3);
+        assert_eq!(server.stderr_tail(10_000).len(), TAIL_LINES);
+    }
+
+    #[test]
+    fn output_tail_keeps_last_lines_and_cuts_long_ones() {
+        let mut tail = OutputTail::default();
+        tail.push_bytes(b"a\r\nb\nunfinished");
+        assert_eq!(tail.tail(5), ["a", "b", "unfinished"]);
+        assert_eq!(tail.tail(1), ["unfinished"]);
+        tail.push_bytes(&vec![b'y'; 3 * MAX_LINE_BYTES]);
+        tail.push_bytes(b"\n\xff\n");
+        let last = tail.tail(2);
+        assert_eq!(last[0].len(), MAX_LINE_BYTES);
+        assert_eq!(last[1], "\u{fffd}");
+    }
+
+    #[test]
+    fn display_command_quotes_like_a_shell() {
+        let mut spec = TargetSpec::new("./server");
+        spec.args = vec![
+            "--port".into(),
+            "{port}".into(),
+            "it's".into(),
+            "".into(),
+            "a b".into(),
+        ];
+        assert_eq!(
+            spec.display_command(),
+            r#"./server --port {port} 'it'\''s' '' 'a b'"#
+        );
+    }
+
+    #[test]
+    fn describe_status_names_codes_and_signals() {
+        assert_eq!(
+            describe_status(&ExitStatus::from_raw(3 << 8)),
+            "exit code 3"
+        );
+        assert_eq!(
+            describe_status(&ExitStatus::from_raw(9)),
+            "killed by signal 9 (SIGKILL)"
+        );
+    }
+}
