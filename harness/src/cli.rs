@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the checks against a server (the built-in reference server if none is given).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List every check id with its one-line requirement.
     List(ListArgs),
 }
@@ -56,7 +56,11 @@ pub struct LaunchArgs {
 
     /// The server command and its arguments; {port}, {host} and {addr} are substituted.
     /// The server also gets HOST and PORT in its environment.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "SERVER [ARGS]...")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "SERVER [ARGS]..."
+    )]
     pub server: Vec<String>,
 }
 
@@ -150,8 +154,13 @@ mod tests {
 
     #[test]
     fn the_server_command_keeps_its_own_flags() {
-        let cli = parse(&["run", "--strict", "--", "./server", "--listen", "{addr}", "-v"]).unwrap();
-        let Command::Run(run) = cli.command else { panic!("not run") };
+        let cli = parse(&[
+            "run", "--strict", "--", "./server", "--listen", "{addr}", "-v",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
         assert!(run.strict && !run.verbose);
         assert_eq!(run.launch.server, ["./server", "--listen", "{addr}", "-v"]);
     }
@@ -159,13 +168,20 @@ mod tests {
     #[test]
     fn a_server_without_double_dash_is_accepted() {
         let cli = parse(&["run", "python3", "app.py"]).unwrap();
-        let Command::Run(run) = cli.command else { panic!("not run") };
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(run.launch.server, ["python3", "app.py"]);
     }
 
     #[test]
     fn bad_flags_are_usage_errors() {
-        for args in [&["run", "--env", "novalue"][..], &["run", "--jobs", "0"], &["run", "--startup-timeout", "soon"], &["run", "--format", "xml"]] {
+        for args in [
+            &["run", "--env", "novalue"][..],
+            &["run", "--jobs", "0"],
+            &["run", "--startup-timeout", "soon"],
+            &["run", "--format", "xml"],
+        ] {
             let error = parse(args).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{args:?}");
         }

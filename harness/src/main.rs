@@ -24,7 +24,9 @@ fn main() -> ExitCode {
     // The built-in reference server runs in a child process started from
     // this same binary; it must not inherit the harness's signal setup.
     if args.get(1).is_some_and(|a| a == REFERENCE_SERVER) {
-        return reference_server::main_with_args(std::iter::once("server".into()).chain(args.into_iter().skip(2)));
+        return reference_server::main_with_args(
+            std::iter::once("server".into()).chain(args.into_iter().skip(2)),
+        );
     }
     if let Err(error) = harness::interrupt::install() {
         eprintln!("harness: {error}");
@@ -39,7 +41,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::List(list) => list_checks(list.format),
-        Command::Run(run) => run_checks(run),
+        Command::Run(run) => run_checks(*run),
     }
 }
 
@@ -51,7 +53,10 @@ fn list_checks(format: Format) -> ExitCode {
                 .iter()
                 .map(|c| serde_json::json!({"id": c.id, "requirement": c.requirement, "needs": c.needs.iter().map(|r| r.path()).collect::<Vec<_>>()}))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&items).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&items).unwrap_or_default()
+            );
         }
         Format::Human => {
             let width = catalog.iter().map(|c| c.id.len()).max().unwrap_or(0);
@@ -82,8 +87,16 @@ fn run_checks(run: RunArgs) -> ExitCode {
     let (program, args, label) = match launch.server.split_first() {
         Some((program, args)) => (program.into(), args.to_vec(), None),
         None => match std::env::current_exe() {
-            Ok(exe) => (exe.into_os_string(), vec![REFERENCE_SERVER.to_string()], Some("built-in reference server")),
-            Err(error) => return usage(format!("cannot find the harness executable to run the reference server: {error}")),
+            Ok(exe) => (
+                exe.into_os_string(),
+                vec![REFERENCE_SERVER.to_string()],
+                Some("built-in reference server"),
+            ),
+            Err(error) => {
+                return usage(format!(
+                    "cannot find the harness executable to run the reference server: {error}"
+                ))
+            }
         },
     };
     if let Some(dir) = &launch.cwd {
@@ -102,7 +115,10 @@ fn run_checks(run: RunArgs) -> ExitCode {
         grace: launch.grace,
     };
     let command_label = label.map_or_else(|| spec.display_command(), str::to_string);
-    let jobs = run.jobs.map(usize::from).unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let jobs = run
+        .jobs
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let config = RunConfig {
         spec,
         command_label,
@@ -120,7 +136,11 @@ fn run_checks(run: RunArgs) -> ExitCode {
     match run.format {
         Format::Human => {
             let color = color_wanted(std::io::stdout().is_terminal());
-            reporters.push(Box::new(HumanReporter::new(Box::new(std::io::stdout()), color, run.verbose)));
+            reporters.push(Box::new(HumanReporter::new(
+                Box::new(std::io::stdout()),
+                color,
+                run.verbose,
+            )));
         }
         Format::Json => reporters.push(Box::new(JsonReporter::new(Box::new(std::io::stdout())))),
     }
@@ -136,8 +156,15 @@ fn run_checks(run: RunArgs) -> ExitCode {
                 eprintln!("harness: the server could not be started:\n{error}");
                 return ExitCode::from(exit::USAGE_OR_TARGET);
             }
-            let failed = outcome.results.iter().any(|r| r.verdict.is_failure(false) || r.verdict == Verdict::Error);
-            ExitCode::from(if failed { exit::CHECKS_FAILED } else { exit::SUCCESS })
+            let failed = outcome
+                .results
+                .iter()
+                .any(|r| r.verdict.is_failure(false) || r.verdict == Verdict::Error);
+            ExitCode::from(if failed {
+                exit::CHECKS_FAILED
+            } else {
+                exit::SUCCESS
+            })
         }
     }
 }

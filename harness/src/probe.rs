@@ -56,7 +56,9 @@ pub struct Capabilities {
 impl Capabilities {
     /// Every capability present (for tests and `--assume-all`).
     pub fn all() -> Capabilities {
-        Capabilities { served: Route::ALL.iter().map(|r| (r.path(), true)).collect() }
+        Capabilities {
+            served: Route::ALL.iter().map(|r| (r.path(), true)).collect(),
+        }
     }
 
     /// Whether `route` is served.
@@ -66,7 +68,10 @@ impl Capabilities {
 
     /// Route path → served, for reports.
     pub fn as_map(&self) -> BTreeMap<String, bool> {
-        self.served.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        self.served
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect()
     }
 
     /// Asks the server for each route and judges the answer by the contract.
@@ -74,7 +79,9 @@ impl Capabilities {
         let addr = server.addr();
         let timeout = Duration::from_secs(3);
         let ok = |path: &str, judge: &dyn Fn(&client::Response) -> bool| {
-            client::get(addr, path, timeout).map(|r| r.status == 200 && judge(&r)).unwrap_or(false)
+            client::get(addr, path, timeout)
+                .map(|r| r.status == 200 && judge(&r))
+                .unwrap_or(false)
         };
         let mut served = BTreeMap::new();
         served.insert(Route::Sleep.path(), ok("/sleep?ms=1", &|_| true));
@@ -83,15 +90,23 @@ impl Capabilities {
             ok("/echo/probe?x=1", &|r| {
                 serde_json::from_slice::<serde_json::Value>(&r.body)
                     .ok()
-                    .and_then(|v| v.get("REQUEST_METHOD").and_then(|m| m.as_str().map(|m| m == "GET")))
+                    .and_then(|v| {
+                        v.get("REQUEST_METHOD")
+                            .and_then(|m| m.as_str().map(|m| m == "GET"))
+                    })
                     .unwrap_or(false)
             }),
         );
         served.insert(
             Route::Pid.path(),
-            ok("/pid", &|r| std::str::from_utf8(&r.body).is_ok_and(|b| b.trim().parse::<u32>().is_ok())),
+            ok("/pid", &|r| {
+                std::str::from_utf8(&r.body).is_ok_and(|b| b.trim().parse::<u32>().is_ok())
+            }),
         );
-        served.insert(Route::Bytes.path(), ok("/bytes?n=16", &|r| r.body.len() == 16));
+        served.insert(
+            Route::Bytes.path(),
+            ok("/bytes?n=16", &|r| r.body.len() == 16),
+        );
         Capabilities { served }
     }
 }
@@ -147,9 +162,15 @@ const PROBE_CONNECTIONS: usize = 4;
 
 /// Live (non-zombie) descendants and total threads of the server.
 fn census(pid: i32) -> (usize, u32) {
-    let descendants: Vec<procfs::ProcStat> = procfs::descendants(pid).into_iter().filter(|p| p.state != 'Z').collect();
+    let descendants: Vec<procfs::ProcStat> = procfs::descendants(pid)
+        .into_iter()
+        .filter(|p| p.state != 'Z')
+        .collect();
     let own_threads = procfs::stat(pid).map(|s| s.num_threads).unwrap_or(1);
-    (descendants.len(), own_threads + descendants.iter().map(|d| d.num_threads).sum::<u32>())
+    (
+        descendants.len(),
+        own_threads + descendants.iter().map(|d| d.num_threads).sum::<u32>(),
+    )
 }
 
 /// Observes the server at idle and with connections open, and classifies it.
@@ -189,7 +210,13 @@ pub fn classify(server: &ServerInstance) -> ModelReport {
         }
     };
     drop(held);
-    let plural = |n: u32, word: &str| if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") };
+    let plural = |n: u32, word: &str| {
+        if n == 1 {
+            format!("{n} {word}")
+        } else {
+            format!("{n} {word}s")
+        }
+    };
     ModelReport {
         model,
         evidence: format!(

@@ -56,7 +56,9 @@ pub enum RunError {
 impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RunError::NothingSelected => write!(f, "no check matches the selection (see `harness list`)"),
+            RunError::NothingSelected => {
+                write!(f, "no check matches the selection (see `harness list`)")
+            }
             RunError::Report(error) => write!(f, "writing the report: {error}"),
         }
     }
@@ -66,7 +68,10 @@ impl std::error::Error for RunError {}
 
 /// Runs the selected checks against the target.
 pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome, RunError> {
-    let checks: Vec<CheckDef> = catalog().into_iter().filter(|c| config.selection.includes(c.id)).collect();
+    let checks: Vec<CheckDef> = catalog()
+        .into_iter()
+        .filter(|c| config.selection.includes(c.id))
+        .collect();
     if checks.is_empty() {
         return Err(RunError::NothingSelected);
     }
@@ -89,7 +94,12 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
         model_evidence: model.evidence.clone(),
         capabilities: caps.as_map(),
     };
-    reporter.event(&Event::RunStarted { target: &target, planned: checks.len() }).map_err(RunError::Report)?;
+    reporter
+        .event(&Event::RunStarted {
+            target: &target,
+            planned: checks.len(),
+        })
+        .map_err(RunError::Report)?;
 
     // Group the checks, keeping catalog order.
     let mut groups: Vec<Vec<CheckDef>> = Vec::new();
@@ -134,7 +144,12 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
         return Err(RunError::Report(error));
     }
     let order: Vec<&str> = checks.iter().map(|c| c.id).collect();
-    results.sort_by_key(|r| order.iter().position(|id| *id == r.id).unwrap_or(usize::MAX));
+    results.sort_by_key(|r| {
+        order
+            .iter()
+            .position(|id| *id == r.id)
+            .unwrap_or(usize::MAX)
+    });
     finish(config, results, None, started, reporter)
 }
 
@@ -149,24 +164,39 @@ fn run_group(
     let mut ctx = Ctx::new(&config.spec, caps, model, &config.settings);
     for check in group {
         let started = Instant::now();
-        let missing: Vec<&str> = check.needs.iter().filter(|r| !caps.has(**r)).map(|r| r.path()).collect();
+        let missing: Vec<&str> = check
+            .needs
+            .iter()
+            .filter(|r| !caps.has(**r))
+            .map(|r| r.path())
+            .collect();
         let mut result = if !missing.is_empty() {
-            check.blank_result().skip(format!("needs {}, which the server does not serve", missing.join(", ")))
+            check.blank_result().skip(format!(
+                "needs {}, which the server does not serve",
+                missing.join(", ")
+            ))
         } else {
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (check.run)(&mut ctx, check.blank_result())));
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                (check.run)(&mut ctx, check.blank_result())
+            }));
             run.unwrap_or_else(|panic| {
                 let message = panic
                     .downcast_ref::<String>()
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default();
-                check.blank_result().error(format!("harness bug: the check panicked: {message}"))
+                check
+                    .blank_result()
+                    .error(format!("harness bug: the check panicked: {message}"))
             })
         };
         // A server that died during a check that did not notice: that check
         // fails, and the next one gets a fresh server.
         if let Some((status, tail)) = ctx.reap_if_dead() {
-            if matches!(result.verdict, Verdict::Pass | Verdict::Warn | Verdict::Skip) {
+            if matches!(
+                result.verdict,
+                Verdict::Pass | Verdict::Warn | Verdict::Skip
+            ) {
                 result = result.fail(format!("server exited during the check ({status})"));
                 for line in tail {
                     result = result.evidence(format!("stderr: {line}"));
@@ -192,17 +222,27 @@ fn startup_failure(
         model_evidence: "the server did not start".into(),
         capabilities: Default::default(),
     };
-    reporter.event(&Event::RunStarted { target: &target, planned: 1 }).map_err(RunError::Report)?;
+    reporter
+        .event(&Event::RunStarted {
+            target: &target,
+            planned: 1,
+        })
+        .map_err(RunError::Report)?;
     let startup = crate::checks::lifecycle::CHECKS[0];
     let mut result = startup
         .blank_result()
-        .figure("startup_timeout_ms", config.spec.startup_timeout.as_millis() as u64)
+        .figure(
+            "startup_timeout_ms",
+            config.spec.startup_timeout.as_millis() as u64,
+        )
         .fail("the server did not start; no other check can run");
     for line in error.to_string().lines() {
         result = result.evidence(line.to_string());
     }
     let result = result.with_duration(started.elapsed());
-    reporter.event(&Event::CheckFinished(&result)).map_err(RunError::Report)?;
+    reporter
+        .event(&Event::CheckFinished(&result))
+        .map_err(RunError::Report)?;
     finish(config, vec![result], Some(error), started, reporter)
 }
 
@@ -218,7 +258,16 @@ fn finish(
     }
     let totals = Totals::tally(&results);
     reporter
-        .event(&Event::RunFinished { results: &results, totals, wall: started.elapsed(), strict: config.strict })
+        .event(&Event::RunFinished {
+            results: &results,
+            totals,
+            wall: started.elapsed(),
+            strict: config.strict,
+        })
         .map_err(RunError::Report)?;
-    Ok(RunOutcome { results, totals, start_error })
+    Ok(RunOutcome {
+        results,
+        totals,
+        start_error,
+    })
 }

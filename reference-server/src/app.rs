@@ -30,8 +30,12 @@ impl App for ConformanceApp {
         let path = environ.get("PATH_INFO").unwrap_or("");
         let method = environ.get("REQUEST_METHOD").unwrap_or("");
         match path {
-            "/" | "/hello" if method == "GET" || method == "HEAD" => Response::text(200, "Hello, World!"),
-            "/" | "/hello" => Response::text(405, "Method Not Allowed").with_header("Allow", "GET, HEAD"),
+            "/" | "/hello" if method == "GET" || method == "HEAD" => {
+                Response::text(200, "Hello, World!")
+            }
+            "/" | "/hello" => {
+                Response::text(405, "Method Not Allowed").with_header("Allow", "GET, HEAD")
+            }
             "/sleep" => match number(environ, "ms", MAX_SLEEP_MS) {
                 Ok(ms) => {
                     // std's sleep resumes after EINTR, so a signal cannot cut it short.
@@ -57,10 +61,14 @@ impl App for ConformanceApp {
 
 /// A decimal query parameter between 0 and `max`.
 fn number(environ: &Environ, name: &str, max: u64) -> Result<u64, String> {
-    let raw = environ.query_param(name).ok_or_else(|| format!("missing query parameter {name}"))?;
+    let raw = environ
+        .query_param(name)
+        .ok_or_else(|| format!("missing query parameter {name}"))?;
     match raw.parse::<u64>() {
         Ok(n) if n <= max && raw.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
-        _ => Err(format!("{name} must be a whole number from 0 to {max}, not {raw:?}")),
+        _ => Err(format!(
+            "{name} must be a whole number from 0 to {max}, not {raw:?}"
+        )),
     }
 }
 
@@ -68,9 +76,17 @@ fn number(environ: &Environ, name: &str, max: u64) -> Result<u64, String> {
 fn echo(environ: &Environ, body: &[u8]) -> Response {
     let mut object = serde_json::Map::new();
     for (name, value) in environ.iter() {
-        object.insert(name.to_string(), serde_json::Value::String(value.to_string()));
+        object.insert(
+            name.to_string(),
+            serde_json::Value::String(value.to_string()),
+        );
     }
-    object.insert("body".into(), base64::engine::general_purpose::STANDARD.encode(body).into());
+    object.insert(
+        "body".into(),
+        base64::engine::general_purpose::STANDARD
+            .encode(body)
+            .into(),
+    );
     // Serialising a map of strings cannot fail.
     let json = serde_json::to_vec(&object).unwrap_or_default();
     Response {

@@ -82,9 +82,12 @@ impl Cli {
                 let host = env("HOST").unwrap_or_else(|| DEFAULT_HOST.to_string());
                 let port = match env("PORT") {
                     None => DEFAULT_PORT,
-                    Some(text) => text.trim().parse::<u16>().map_err(|_| ServerError::Config {
-                        what: format!("PORT={text:?} is not a port number (0-65535)"),
-                    })?,
+                    Some(text) => text
+                        .trim()
+                        .parse::<u16>()
+                        .map_err(|_| ServerError::Config {
+                            what: format!("PORT={text:?} is not a port number (0-65535)"),
+                        })?,
                 };
                 let host = if host.contains(':') && !host.starts_with('[') {
                     format!("[{host}]")
@@ -109,13 +112,17 @@ impl Cli {
 /// Turns `HOST:PORT` into one socket address (the first the resolver gives).
 fn resolve(listen: &str) -> Result<SocketAddr, ServerError> {
     let bad = |why: &str| ServerError::Config {
-        what: format!("--listen {listen:?}: {why} (expected HOST:PORT, e.g. 127.0.0.1:8888 or [::1]:0)"),
+        what: format!(
+            "--listen {listen:?}: {why} (expected HOST:PORT, e.g. 127.0.0.1:8888 or [::1]:0)"
+        ),
     };
     if listen.rsplit_once(':').is_none() {
         return Err(bad("missing port"));
     }
     let mut addrs = listen.to_socket_addrs().map_err(|e| bad(&e.to_string()))?;
-    addrs.next().ok_or_else(|| bad("the host resolves to no address"))
+    addrs
+        .next()
+        .ok_or_else(|| bad("the host resolves to no address"))
 }
 
 /// Parses `5s`, `500ms`, `1.5s`, `2m` or a bare number of seconds.
@@ -146,10 +153,15 @@ mod tests {
     use rstest::rstest;
 
     fn config(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ServerError> {
-        let cli = Cli::try_parse_from(std::iter::once("server").chain(args.iter().copied())).map_err(|e| {
-            ServerError::Config { what: e.to_string() }
-        })?;
-        cli.into_config(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+        let cli = Cli::try_parse_from(std::iter::once("server").chain(args.iter().copied()))
+            .map_err(|e| ServerError::Config {
+                what: e.to_string(),
+            })?;
+        cli.into_config(|k| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
     }
 
     #[rstest]

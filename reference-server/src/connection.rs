@@ -26,8 +26,9 @@ use crate::parse::{parse_head, Parsed, Rejection, RequestHead, Target, Version};
 use crate::response::{reason, write_head, Persistence};
 use crate::signals::shutdown_requested;
 
-/// Bytes asked of each read(2).
-const READ_CHUNK: usize = 16 * 1024;
+/// Bytes asked of each read(2). Small on purpose: every page a forked child
+/// touches costs a page fault, and most requests fit in one.
+const READ_CHUNK: usize = 4 * 1024;
 /// What the `single-read` fault reads, once: the classic `recv(1024)`.
 const SINGLE_READ: usize = 1024;
 /// How long, at most, we drain a client's input after an error response.
@@ -74,11 +75,23 @@ pub fn serve(fd: OwnedFd, config: &Config, local: SocketAddr, app: &dyn App) {
     let peer = peer_addr(fd.as_raw_fd()).unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     // Bound every write by the read timeout: a client that stops reading a
     // large response must not hold this process forever.
-    let _ = setsockopt(&fd, sockopt::SendTimeout, &TimeVal::from(libc::timeval {
-        tv_sec: config.read_timeout.as_secs() as libc::time_t,
-        tv_usec: config.read_timeout.subsec_micros() as libc::suseconds_t,
-    }));
-    let mut connection = Connection { fd, buf: Vec::with_capacity(READ_CHUNK), config, local, peer, served: 0, reads: 0 };
+    let _ = setsockopt(
+        &fd,
+        sockopt::SendTimeout,
+        &TimeVal::from(libc::timeval {
+            tv_sec: config.read_timeout.as_secs() as libc::time_t,
+            tv_usec: config.read_timeout.subsec_micros() as libc::suseconds_t,
+        }),
+    );
+    let mut connection = Connection {
+        fd,
+        buf: Vec::with_capacity(READ_CHUNK),
+        config,
+        local,
+        peer,
+        served: 0,
+        reads: 0,
+    };
     connection.run(app);
 }
 
@@ -113,12 +126,21 @@ impl Connection<'_> {
 
         let response = match &head.target {
             // §3.2.4: OPTIONS * asks about the server itself, not a resource.
-            Target::Asterisk => Response::text(200, "").with_header("Allow", "GET, HEAD, POST, OPTIONS"),
+            Target::Asterisk => {
+                Response::text(200, "").with_header("Allow", "GET, HEAD, POST, OPTIONS")
+            }
             // We are an origin server, not a proxy: no tunnels.
-            Target::Authority(_) => return Err(Rejection::new(501, "CONNECT is not implemented by an origin server (RFC 9110 §9.3.6)").into()),
+            Target::Authority(_) => {
+                return Err(Rejection::new(
+                    501,
+                    "CONNECT is not implemented by an origin server (RFC 9110 §9.3.6)",
+                )
+                .into())
+            }
             Target::Origin { .. } | Target::Absolute { .. } => {
                 let body = self.read_body(&head, deadline)?;
-                let environ = Environ::new(&head, body.as_ref().map(Vec::len), self.local, self.peer);
+                let environ =
+                    Environ::new(&head, body.as_ref().map(Vec::len), self.local, self.peer);
                 app.call(&environ, body.as_deref().unwrap_or_default())
             }
         };
@@ -142,7 +164,10 @@ impl Connection<'_> {
             if self.config.faults.has(Fault::SingleRead) && self.reads > 0 {
                 // The classic bug: whatever one recv(1024) returned is taken
                 // as the whole request.
-                return Err(Rejection::bad_request("request did not arrive in a single read (single-read fault)").into());
+                return Err(Rejection::bad_request(
+                    "request did not arrive in a single read (single-read fault)",
+                )
+                .into());
             }
             match self.read_more(deadline) {
                 Ok(0) => return Err(Stop::Quiet),
@@ -150,9 +175,15 @@ impl Connection<'_> {
                 // An idle persistent connection is closed quietly (RFC 9112
                 // §9.5); a client that started a request, or never sent one,
                 // learns why with 408.
-                Err(Errno::ETIMEDOUT) if self.buf.is_empty() && self.served > 0 => return Err(Stop::Quiet),
+                Err(Errno::ETIMEDOUT) if self.buf.is_empty() && self.served > 0 => {
+                    return Err(Stop::Quiet)
+                }
                 Err(Errno::ETIMEDOUT) => {
-                    return Err(Rejection::new(408, "request not received within the read timeout").into());
+                    return Err(Rejection::new(
+                        408,
+                        "request not received within the read timeout",
+                    )
+                    .into());
                 }
                 Err(_) => return Err(Stop::Broken),
             }
@@ -160,7 +191,11 @@ impl Connection<'_> {
     }
 
     /// Reads the body the head announced, decoded. `None` when there is none.
-    fn read_body(&mut self, head: &RequestHead, deadline: Instant) -> Result<Option<Vec<u8>>, Stop> {
+    fn read_body(
+        &mut self,
+        head: &RequestHead,
+        deadline: Instant,
+    ) -> Result<Option<Vec<u8>>, Stop> {
         let single_read = self.config.faults.has(Fault::SingleRead);
         if head.expect_continue && head.framing != BodyFraming::None && self.buf.is_empty() {
             // RFC 9110 §10.1.1: the client waits for this before sending.
@@ -182,7 +217,10 @@ impl Connection<'_> {
                 let mut body = Vec::new();
                 while !decoder.advance(&self.buf, &mut body)? {
                     if single_read {
-                        return Err(Rejection::bad_request("chunked body did not arrive in a single read (single-read fault)").into());
+                        return Err(Rejection::bad_request(
+                            "chunked body did not arrive in a single read (single-read fault)",
+                        )
+                        .into());
                     }
                     self.read_body_bytes(deadline)?;
                 }
@@ -197,7 +235,9 @@ impl Connection<'_> {
         match self.read_more(deadline) {
             Ok(0) => Err(Stop::Quiet),
             Ok(_) => Ok(()),
-            Err(Errno::ETIMEDOUT) => Err(Rejection::new(408, "request body not received within the read timeout").into()),
+            Err(Errno::ETIMEDOUT) => {
+                Err(Rejection::new(408, "request body not received within the read timeout").into())
+            }
             Err(_) => Err(Stop::Broken),
         }
     }
@@ -211,7 +251,8 @@ impl Connection<'_> {
             if left.is_zero() {
                 return Err(Errno::ETIMEDOUT);
             }
-            let timeout = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as u32).unwrap_or(PollTimeout::MAX);
+            let timeout = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as u32)
+                .unwrap_or(PollTimeout::MAX);
             let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, timeout) {
                 Ok(0) => continue,
@@ -222,23 +263,37 @@ impl Connection<'_> {
                 Err(errno) => return Err(errno),
             }
         }
-        let mut chunk = [0u8; READ_CHUNK];
-        let want = if self.config.faults.has(Fault::SingleRead) { SINGLE_READ } else { READ_CHUNK };
+        let want = if self.config.faults.has(Fault::SingleRead) {
+            SINGLE_READ
+        } else {
+            READ_CHUNK
+        };
+        // Read straight into the buffer's free space.
+        let filled = self.buf.len();
+        self.buf.resize(filled + want, 0);
         loop {
-            match nix::unistd::read(self.fd.as_raw_fd(), &mut chunk[..want]) {
+            match nix::unistd::read(self.fd.as_raw_fd(), &mut self.buf[filled..]) {
                 Ok(n) => {
                     self.reads += 1;
-                    self.buf.extend_from_slice(&chunk[..n]);
+                    self.buf.truncate(filled + n);
                     return Ok(n);
                 }
                 Err(Errno::EINTR) if !shutdown_requested() => continue,
-                Err(errno) => return Err(errno),
+                Err(errno) => {
+                    self.buf.truncate(filled);
+                    return Err(errno);
+                }
             }
         }
     }
 
     /// Writes a response; the body is left out for HEAD.
-    fn respond(&mut self, response: &Response, persistence: Persistence, head_only: bool) -> Result<(), Stop> {
+    fn respond(
+        &mut self,
+        response: &Response,
+        persistence: Persistence,
+        head_only: bool,
+    ) -> Result<(), Stop> {
         let mut out = Vec::with_capacity(512);
         write_head(&mut out, response, persistence);
         match &response.body {
@@ -250,16 +305,24 @@ impl Connection<'_> {
             }
             Body::Repeat { byte, len } => {
                 self.write_all(&out)?;
-                let block = [*byte; 64 * 1024];
-                let mut left = *len;
-                while left > 0 {
-                    let n = left.min(block.len() as u64) as usize;
-                    self.write_all(&block[..n])?;
-                    left -= n as u64;
-                }
-                Ok(())
+                self.write_repeated(*byte, *len)
             }
         }
+    }
+
+    /// Streams `len` copies of `byte`. A function of its own so that its
+    /// buffer is on the stack only while it runs: a large array in
+    /// `respond` would make every response touch (and fault in) its pages.
+    #[inline(never)]
+    fn write_repeated(&mut self, byte: u8, len: u64) -> Result<(), Stop> {
+        let block = [byte; 16 * 1024];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            self.write_all(&block[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
     }
 
     /// Writes all of `bytes`, retrying on EINTR and short writes.
@@ -284,7 +347,10 @@ impl Connection<'_> {
     fn reject(&mut self, rejection: Rejection) {
         let status = rejection.status;
         let body = format!("{status} {}: {}\n", reason(status), rejection.reason);
-        if self.respond(&Response::text(status, body), Persistence::Close, false).is_ok() {
+        if self
+            .respond(&Response::text(status, body), Persistence::Close, false)
+            .is_ok()
+        {
             self.linger();
         }
     }

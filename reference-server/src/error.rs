@@ -56,7 +56,9 @@ impl fmt::Display for ServerError {
         match self {
             ServerError::Config { what } => write!(f, "{what}"),
             ServerError::Socket(e) => write!(f, "socket: {}", e.desc()),
-            ServerError::SetOption { option, errno } => write!(f, "setsockopt({option}): {}", errno.desc()),
+            ServerError::SetOption { option, errno } => {
+                write!(f, "setsockopt({option}): {}", errno.desc())
+            }
             ServerError::Bind { addr, errno } => write!(f, "bind {addr}: {}", errno.desc()),
             ServerError::Listen(e) => write!(f, "listen: {}", e.desc()),
             ServerError::LocalAddr(e) => write!(f, "getsockname: {}", e.desc()),

@@ -39,27 +39,41 @@ pub fn body_framing<'a>(
     fields: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
     max_body: u64,
 ) -> Result<BodyFraming, Rejection> {
-    let transfer_encodings: Vec<&[u8]> = fields.clone().filter(|(n, _)| *n == "transfer-encoding").map(|(_, v)| v).collect();
-    let content_lengths: Vec<&[u8]> = fields.filter(|(n, _)| *n == "content-length").map(|(_, v)| v).collect();
+    let transfer_encodings: Vec<&[u8]> = fields
+        .clone()
+        .filter(|(n, _)| *n == "transfer-encoding")
+        .map(|(_, v)| v)
+        .collect();
+    let content_lengths: Vec<&[u8]> = fields
+        .filter(|(n, _)| *n == "content-length")
+        .map(|(_, v)| v)
+        .collect();
 
     if !transfer_encodings.is_empty() {
         // §6.1: "A server MAY reject a request that contains both Content-Length
         // and Transfer-Encoding". Both together is the classic CL.TE/TE.CL
         // smuggling vector, so we do.
         if !content_lengths.is_empty() {
-            return Err(Rejection::bad_request("Content-Length and Transfer-Encoding together (RFC 9112 §6.1)"));
+            return Err(Rejection::bad_request(
+                "Content-Length and Transfer-Encoding together (RFC 9112 §6.1)",
+            ));
         }
         // §6.1: a server that receives Transfer-Encoding in an HTTP/1.0 message
         // "MUST treat the message as if the framing is faulty".
         if version == Version::Http10 {
-            return Err(Rejection::bad_request("Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1)"));
+            return Err(Rejection::bad_request(
+                "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1)",
+            ));
         }
         return transfer_coding(&transfer_encodings);
     }
     if !content_lengths.is_empty() {
         let length = content_length(&content_lengths)?;
         if length > max_body {
-            return Err(Rejection::new(413, "request body larger than the server accepts (RFC 9110 §15.5.14)"));
+            return Err(Rejection::new(
+                413,
+                "request body larger than the server accepts (RFC 9110 §15.5.14)",
+            ));
         }
         return Ok(BodyFraming::Length(length));
     }
@@ -80,34 +94,51 @@ fn transfer_coding(values: &[&[u8]]) -> Result<BodyFraming, Rejection> {
             }
             // transfer-coding = token *( OWS ";" OWS transfer-parameter );
             // the name is the token before any parameter.
-            let name = element.split(|&b| b == b';').next().map(trim_ows).unwrap_or(element);
+            let name = element
+                .split(|&b| b == b';')
+                .next()
+                .map(trim_ows)
+                .unwrap_or(element);
             if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-                return Err(Rejection::bad_request("Transfer-Encoding is not a list of tokens (RFC 9112 §6.1)"));
+                return Err(Rejection::bad_request(
+                    "Transfer-Encoding is not a list of tokens (RFC 9112 §6.1)",
+                ));
             }
             codings.push(String::from_utf8_lossy(name).to_ascii_lowercase());
         }
         if codings.len() > 16 {
-            return Err(Rejection::bad_request("too many transfer codings (RFC 9112 §6.1)"));
+            return Err(Rejection::bad_request(
+                "too many transfer codings (RFC 9112 §6.1)",
+            ));
         }
     }
     let chunked = codings.iter().filter(|c| *c == "chunked").count();
     if codings.is_empty() {
-        return Err(Rejection::bad_request("empty Transfer-Encoding (RFC 9112 §6.1)"));
+        return Err(Rejection::bad_request(
+            "empty Transfer-Encoding (RFC 9112 §6.1)",
+        ));
     }
     // §6.1: "A sender MUST NOT apply the chunked transfer coding more than once".
     if chunked > 1 {
-        return Err(Rejection::bad_request("chunked applied more than once (RFC 9112 §6.1)"));
+        return Err(Rejection::bad_request(
+            "chunked applied more than once (RFC 9112 §6.1)",
+        ));
     }
     // §6.3: "If a Transfer-Encoding header field is present in a request and
     // the chunked transfer coding is not the final encoding, ... the server
     // MUST respond with the 400 (Bad Request) status code and then close".
     if chunked == 1 && codings.last().map(String::as_str) != Some("chunked") {
-        return Err(Rejection::bad_request("chunked is not the final transfer coding (RFC 9112 §6.3)"));
+        return Err(Rejection::bad_request(
+            "chunked is not the final transfer coding (RFC 9112 §6.3)",
+        ));
     }
     // §6.1: "A server that receives a request message with a transfer coding
     // it does not understand SHOULD respond with 501 (Not Implemented)."
     if codings.len() > 1 || chunked == 0 {
-        return Err(Rejection::new(501, "transfer coding not implemented; only chunked is (RFC 9112 §6.1)"));
+        return Err(Rejection::new(
+            501,
+            "transfer coding not implemented; only chunked is (RFC 9112 §6.1)",
+        ));
     }
     Ok(BodyFraming::Chunked)
 }
@@ -120,11 +151,14 @@ fn content_length(values: &[&[u8]]) -> Result<u64, Rejection> {
     for value in values {
         for element in value.split(|&b| b == b',') {
             let digits = trim_ows(element);
-            let parsed = parse_decimal(digits)
-                .ok_or_else(|| Rejection::bad_request("Content-Length is not a decimal number (RFC 9110 §8.6)"))?;
+            let parsed = parse_decimal(digits).ok_or_else(|| {
+                Rejection::bad_request("Content-Length is not a decimal number (RFC 9110 §8.6)")
+            })?;
             match length {
                 Some(previous) if previous != parsed => {
-                    return Err(Rejection::bad_request("several different Content-Length values (RFC 9112 §6.3)"));
+                    return Err(Rejection::bad_request(
+                        "several different Content-Length values (RFC 9112 §6.3)",
+                    ));
                 }
                 _ => length = Some(parsed),
             }
@@ -138,15 +172,21 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    digits
-        .iter()
-        .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    digits.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// Strips optional whitespace, OWS = *( SP / HTAB ) (RFC 9110 §5.6.3).
 pub fn trim_ows(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |i| i + 1);
+    let start = bytes
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |i| i + 1);
     &bytes[start..end]
 }
 
@@ -189,7 +229,13 @@ pub struct ChunkedDecoder {
 impl ChunkedDecoder {
     /// A decoder for a body of at most `max_body` decoded bytes.
     pub fn new(max_body: u64) -> ChunkedDecoder {
-        ChunkedDecoder { consumed: 0, state: ChunkState::SizeLine, decoded: 0, trailer_bytes: 0, max_body }
+        ChunkedDecoder {
+            consumed: 0,
+            state: ChunkState::SizeLine,
+            decoded: 0,
+            trailer_bytes: 0,
+            max_body,
+        }
     }
 
     /// Bytes of `input` consumed so far (the whole chunked body once done).
@@ -207,24 +253,39 @@ impl ChunkedDecoder {
             match self.state {
                 ChunkState::Done => return Ok(true),
                 ChunkState::SizeLine => {
-                    let Some(line) = crlf_line(rest, MAX_CHUNK_LINE)? else { return Ok(false) };
+                    let Some(line) = crlf_line(rest, MAX_CHUNK_LINE)? else {
+                        return Ok(false);
+                    };
                     let size = chunk_size(line)?;
                     if size > self.max_body - self.decoded {
-                        return Err(Rejection::new(413, "chunked body larger than the server accepts (RFC 9110 §15.5.14)"));
+                        return Err(Rejection::new(
+                            413,
+                            "chunked body larger than the server accepts (RFC 9110 §15.5.14)",
+                        ));
                     }
                     self.consumed += line.len() + 2;
-                    self.state = if size == 0 { ChunkState::Trailers } else { ChunkState::Data(size) };
+                    self.state = if size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        ChunkState::Data(size)
+                    };
                 }
                 ChunkState::Data(remaining) => {
                     if rest.is_empty() {
                         return Ok(false);
                     }
-                    let take = rest.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+                    let take = rest
+                        .len()
+                        .min(usize::try_from(remaining).unwrap_or(usize::MAX));
                     out.extend_from_slice(&rest[..take]);
                     self.consumed += take;
                     self.decoded += take as u64;
                     let left = remaining - take as u64;
-                    self.state = if left == 0 { ChunkState::DataEnd } else { ChunkState::Data(left) };
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
                 }
                 ChunkState::DataEnd => match rest {
                     [b'\r', b'\n', ..] => {
@@ -232,22 +293,33 @@ impl ChunkedDecoder {
                         self.state = ChunkState::SizeLine;
                     }
                     [] | [b'\r'] => return Ok(false),
-                    _ => return Err(Rejection::bad_request("chunk data not followed by CRLF (RFC 9112 §7.1)")),
+                    _ => {
+                        return Err(Rejection::bad_request(
+                            "chunk data not followed by CRLF (RFC 9112 §7.1)",
+                        ))
+                    }
                 },
                 ChunkState::Trailers => {
-                    let Some(line) = crlf_line(rest, MAX_CHUNK_LINE.max(MAX_TRAILERS - self.trailer_bytes))? else {
+                    let Some(line) =
+                        crlf_line(rest, MAX_CHUNK_LINE.max(MAX_TRAILERS - self.trailer_bytes))?
+                    else {
                         return Ok(false);
                     };
                     self.consumed += line.len() + 2;
                     self.trailer_bytes += line.len() + 2;
                     if self.trailer_bytes > MAX_TRAILERS {
-                        return Err(Rejection::new(431, "trailer section too large (RFC 6585 §5)"));
+                        return Err(Rejection::new(
+                            431,
+                            "trailer section too large (RFC 6585 §5)",
+                        ));
                     }
                     if line.is_empty() {
                         self.state = ChunkState::Done;
                     } else if !is_field_line(line) {
                         // §7.1.2: trailer fields use the field-line syntax.
-                        return Err(Rejection::bad_request("malformed trailer field (RFC 9112 §7.1.2)"));
+                        return Err(Rejection::bad_request(
+                            "malformed trailer field (RFC 9112 §7.1.2)",
+                        ));
                     }
                 }
             }
@@ -261,15 +333,21 @@ impl ChunkedDecoder {
 /// vector.
 fn crlf_line(rest: &[u8], limit: usize) -> Result<Option<&[u8]>, Rejection> {
     match rest.iter().position(|&b| b == b'\n') {
-        None if rest.len() > limit => Err(Rejection::bad_request("chunk line too long (RFC 9112 §7.1)")),
+        None if rest.len() > limit => Err(Rejection::bad_request(
+            "chunk line too long (RFC 9112 §7.1)",
+        )),
         None => Ok(None),
         Some(lf) => {
             if lf == 0 || rest[lf - 1] != b'\r' {
-                return Err(Rejection::bad_request("bare LF in chunked framing (RFC 9112 §7.1)"));
+                return Err(Rejection::bad_request(
+                    "bare LF in chunked framing (RFC 9112 §7.1)",
+                ));
             }
             let line = &rest[..lf - 1];
             if line.contains(&b'\r') {
-                return Err(Rejection::bad_request("bare CR in chunked framing (RFC 9112 §2.2)"));
+                return Err(Rejection::bad_request(
+                    "bare CR in chunked framing (RFC 9112 §2.2)",
+                ));
             }
             Ok(Some(line))
         }
@@ -280,12 +358,16 @@ fn crlf_line(rest: &[u8], limit: usize) -> Result<Option<&[u8]>, Rejection> {
 fn chunk_size(line: &[u8]) -> Result<u64, Rejection> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 {
-        return Err(Rejection::bad_request("chunk size is not hexadecimal (RFC 9112 §7.1)"));
+        return Err(Rejection::bad_request(
+            "chunk size is not hexadecimal (RFC 9112 §7.1)",
+        ));
     }
     // Leading zeros are legal; more than 16 significant digits cannot fit.
     let significant = line[..digits].iter().skip_while(|&&b| b == b'0').count();
     if significant > 15 {
-        return Err(Rejection::bad_request("chunk size too large (RFC 9112 §7.1)"));
+        return Err(Rejection::bad_request(
+            "chunk size too large (RFC 9112 §7.1)",
+        ));
     }
     let size = line[..digits].iter().fold(0u64, |n, &b| {
         // is_ascii_hexdigit above guarantees to_digit succeeds.
@@ -305,7 +387,9 @@ fn chunk_extensions(mut ext: &[u8]) -> Result<(), Rejection> {
         if ext.is_empty() {
             return Ok(());
         }
-        let Some(after_semicolon) = ext.strip_prefix(b";") else { return Err(bad()) };
+        let Some(after_semicolon) = ext.strip_prefix(b";") else {
+            return Err(bad());
+        };
         ext = trim_start_ows(after_semicolon);
         let name_len = ext.iter().take_while(|&&b| is_tchar(b)).count();
         if name_len == 0 {
@@ -336,7 +420,11 @@ fn quoted_string_len(s: &[u8]) -> Option<usize> {
             b'"' => return Some(i + 1),
             b'\\' => {
                 let escaped = *s.get(i + 1)?;
-                if !(escaped == b'\t' || escaped == b' ' || (0x21..=0x7e).contains(&escaped) || escaped >= 0x80) {
+                if !(escaped == b'\t'
+                    || escaped == b' '
+                    || (0x21..=0x7e).contains(&escaped)
+                    || escaped >= 0x80)
+                {
                     return None;
                 }
                 i += 2;
@@ -349,14 +437,19 @@ fn quoted_string_len(s: &[u8]) -> Option<usize> {
 }
 
 fn trim_start_ows(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(bytes.len());
+    let start = bytes
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(bytes.len());
     &bytes[start..]
 }
 
 /// field-line = field-name ":" OWS field-value OWS (RFC 9112 §5), with the
 /// value made of field-vchar, SP and HTAB (RFC 9110 §5.5).
 pub fn is_field_line(line: &[u8]) -> bool {
-    let Some(colon) = line.iter().position(|&b| b == b':') else { return false };
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return false;
+    };
     let (name, value) = (&line[..colon], &line[colon + 1..]);
     !name.is_empty() && name.iter().all(|&b| is_tchar(b)) && value.iter().all(|&b| is_field_byte(b))
 }
@@ -411,7 +504,10 @@ mod tests {
 
     #[test]
     fn transfer_encoding_in_http10_is_faulty_framing() {
-        assert_eq!(framing(Version::Http10, &[("transfer-encoding", "chunked")]), Err(400));
+        assert_eq!(
+            framing(Version::Http10, &[("transfer-encoding", "chunked")]),
+            Err(400)
+        );
     }
 
     fn decode_all(input: &[u8]) -> Result<(Vec<u8>, usize), u16> {

@@ -25,10 +25,17 @@ pub struct Environ(BTreeMap<String, String>);
 impl Environ {
     /// Builds the meta-variables for a request whose body has `body_len`
     /// bytes (`None` when it has no body), received on `server` from `peer`.
-    pub fn new(head: &RequestHead, body_len: Option<usize>, server: SocketAddr, peer: SocketAddr) -> Environ {
+    pub fn new(
+        head: &RequestHead,
+        body_len: Option<usize>,
+        server: SocketAddr,
+        peer: SocketAddr,
+    ) -> Environ {
         let mut vars = BTreeMap::new();
         let (path, query) = match &head.target {
-            Target::Origin { path, query } | Target::Absolute { path, query, .. } => (path.as_str(), query.as_deref()),
+            Target::Origin { path, query } | Target::Absolute { path, query, .. } => {
+                (path.as_str(), query.as_deref())
+            }
             Target::Asterisk => ("*", None),
             Target::Authority(authority) => (authority.as_str(), None),
         };
@@ -39,7 +46,10 @@ impl Environ {
         vars.insert("PATH_INFO".into(), latin1(&percent_decode(path)));
         vars.insert("QUERY_STRING".into(), query.unwrap_or("").to_string());
         vars.insert("SERVER_PROTOCOL".into(), head.version.as_str().into());
-        vars.insert("SERVER_NAME".into(), server_name(head.host.as_deref(), server));
+        vars.insert(
+            "SERVER_NAME".into(),
+            server_name(head.host.as_deref(), server),
+        );
         vars.insert("SERVER_PORT".into(), server.port().to_string());
         vars.insert("REMOTE_ADDR".into(), peer.ip().to_string());
         // §4.1.2: CONTENT_LENGTH is set if and only if there is a body, and is
@@ -63,10 +73,12 @@ impl Environ {
             };
             let value = latin1(value);
             // Repeated fields are combined with ", " (RFC 9110 §5.3).
-            vars.entry(key).and_modify(|v: &mut String| {
-                v.push_str(", ");
-                v.push_str(&value);
-            }).or_insert(value);
+            vars.entry(key)
+                .and_modify(|v: &mut String| {
+                    v.push_str(", ");
+                    v.push_str(&value);
+                })
+                .or_insert(value);
         }
         Environ(vars)
     }
@@ -173,8 +185,15 @@ mod tests {
     use crate::parse::{parse_head, Parsed};
 
     fn environ(raw: &str, body_len: Option<usize>) -> Environ {
-        let Ok(Parsed::Complete(head)) = parse_head(raw.as_bytes(), 1 << 20) else { panic!("bad test input {raw:?}") };
-        Environ::new(&head, body_len, "127.0.0.1:8080".parse().unwrap(), "127.0.0.2:5555".parse().unwrap())
+        let Ok(Parsed::Complete(head)) = parse_head(raw.as_bytes(), 1 << 20) else {
+            panic!("bad test input {raw:?}")
+        };
+        Environ::new(
+            &head,
+            body_len,
+            "127.0.0.1:8080".parse().unwrap(),
+            "127.0.0.2:5555".parse().unwrap(),
+        )
     }
 
     #[test]
@@ -208,7 +227,10 @@ mod tests {
 
     #[test]
     fn an_underscored_field_cannot_pass_for_its_hyphenated_twin() {
-        let env = environ("GET / HTTP/1.1\r\nHost: a\r\nX_User: evil\r\nX-User: good\r\n\r\n", None);
+        let env = environ(
+            "GET / HTTP/1.1\r\nHost: a\r\nX_User: evil\r\nX-User: good\r\n\r\n",
+            None,
+        );
         assert_eq!(env.get("HTTP_X_USER"), Some("good"));
         let env = environ("GET / HTTP/1.1\r\nHost: a\r\nX_User: evil\r\n\r\n", None);
         assert_eq!(env.get("HTTP_X_USER"), None);
@@ -223,7 +245,10 @@ mod tests {
 
     #[test]
     fn bytes_map_to_text_one_to_one() {
-        let env = environ("GET /%FF%C3%A9 HTTP/1.1\r\nHost: a\r\nX-A: caf\u{e9}\r\n\r\n", None);
+        let env = environ(
+            "GET /%FF%C3%A9 HTTP/1.1\r\nHost: a\r\nX-A: caf\u{e9}\r\n\r\n",
+            None,
+        );
         assert_eq!(env.get("PATH_INFO"), Some("/\u{ff}\u{c3}\u{a9}"));
         // "é" sent as UTF-8 is two bytes, so two characters.
         assert_eq!(env.get("HTTP_X_A"), Some("caf\u{c3}\u{a9}"));

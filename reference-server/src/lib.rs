@@ -53,7 +53,11 @@ where
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return if error.use_stderr() { ExitCode::from(EXIT_STARTUP) } else { ExitCode::SUCCESS };
+            return if error.use_stderr() {
+                ExitCode::from(EXIT_STARTUP)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let config = match cli.into_config(|name| std::env::var(name).ok()) {
@@ -65,7 +69,12 @@ where
     };
     match server::run(&config, &app::ConformanceApp, &mut std::io::stdout()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error @ (error::ServerError::Bind { .. } | error::ServerError::Socket(_) | error::ServerError::SetOption { .. } | error::ServerError::Listen(_))) => {
+        Err(
+            error @ (error::ServerError::Bind { .. }
+            | error::ServerError::Socket(_)
+            | error::ServerError::SetOption { .. }
+            | error::ServerError::Listen(_)),
+        ) => {
             eprintln!("server: {error}");
             ExitCode::from(EXIT_STARTUP)
         }

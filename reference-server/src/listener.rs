@@ -4,9 +4,10 @@
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::{
-    bind, getsockname, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
-    SockaddrIn, SockaddrIn6, SockaddrStorage,
+    bind, getsockname, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag,
+    SockType, SockaddrIn, SockaddrIn6, SockaddrStorage,
 };
 
 use crate::error::ServerError;
@@ -29,7 +30,8 @@ impl Listener {
             SocketAddr::V4(_) => AddressFamily::Inet,
             SocketAddr::V6(_) => AddressFamily::Inet6,
         };
-        let fd = socket(family, SockType::Stream, SockFlag::empty(), None).map_err(ServerError::Socket)?;
+        let fd = socket(family, SockType::Stream, SockFlag::empty(), None)
+            .map_err(ServerError::Socket)?;
 
         // Without SO_REUSEADDR, a server restarted right after it stopped fails
         // with EADDRINUSE: connections it closed linger in TIME_WAIT for a
@@ -46,9 +48,11 @@ impl Listener {
             SocketAddr::V6(v6) => {
                 // An IPv6 listener on [::] would otherwise also take IPv4
                 // traffic on some systems; say exactly what we bind.
-                setsockopt(&fd, sockopt::Ipv6V6Only, &true).map_err(|errno| ServerError::SetOption {
-                    option: "IPV6_V6ONLY",
-                    errno,
+                setsockopt(&fd, sockopt::Ipv6V6Only, &true).map_err(|errno| {
+                    ServerError::SetOption {
+                        option: "IPV6_V6ONLY",
+                        errno,
+                    }
                 })?;
                 bind(fd.as_raw_fd(), &SockaddrIn6::from(v6))
             }
@@ -57,6 +61,15 @@ impl Listener {
 
         let backlog = Backlog::new(backlog).map_err(ServerError::Listen)?;
         listen(&fd, backlog).map_err(ServerError::Listen)?;
+
+        // Non-blocking, so the accept loop can take every queued connection
+        // and stop at EAGAIN. Accepted sockets do not inherit the flag.
+        let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).map_err(ServerError::Listen)?;
+        fcntl(
+            fd.as_raw_fd(),
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+        )
+        .map_err(ServerError::Listen)?;
 
         let local = local_addr(fd.as_raw_fd()).map_err(ServerError::LocalAddr)?;
         Ok(Listener { fd, local })
@@ -89,7 +102,9 @@ fn to_std(storage: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = storage.as_sockaddr_in() {
         Some(SocketAddr::V4((*v4).into()))
     } else {
-        storage.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+        storage
+            .as_sockaddr_in6()
+            .map(|v6| SocketAddr::V6((*v6).into()))
     }
 }
 
@@ -108,6 +123,9 @@ mod tests {
     fn a_taken_port_is_a_bind_error_naming_the_address() {
         let first = Listener::bind("127.0.0.1:0".parse().unwrap(), 16, true).unwrap();
         let err = Listener::bind(first.local_addr(), 16, true).unwrap_err();
-        assert!(err.to_string().contains(&first.local_addr().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&first.local_addr().to_string()),
+            "{err}"
+        );
     }
 }

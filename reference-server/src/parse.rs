@@ -37,7 +37,10 @@ impl Rejection {
 
     /// A 400 Bad Request.
     pub const fn bad_request(reason: &'static str) -> Rejection {
-        Rejection { status: 400, reason }
+        Rejection {
+            status: 400,
+            reason,
+        }
     }
 }
 
@@ -111,7 +114,10 @@ pub struct RequestHead {
 impl RequestHead {
     /// The first value of a field, by case-insensitive name.
     pub fn field(&self, name: &str) -> Option<&[u8]> {
-        self.fields.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+        self.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
     }
 }
 
@@ -128,10 +134,15 @@ pub enum Parsed {
 pub fn parse_head(buf: &[u8], max_body: u64) -> Result<Parsed, Rejection> {
     // RFC 9112 §2.2: a server SHOULD ignore at least one empty line received
     // before the request-line. httparse skips them; count them for the limits.
-    let blank = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let blank = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
     let line = &buf[blank..];
     match line.iter().position(|&b| b == b'\n') {
-        Some(end) if end > MAX_REQUEST_LINE => return Err(Rejection::new(414, "request line too long (RFC 9112 §3)")),
+        Some(end) if end > MAX_REQUEST_LINE => {
+            return Err(Rejection::new(414, "request line too long (RFC 9112 §3)"))
+        }
         None if line.len() > MAX_REQUEST_LINE => {
             return Err(Rejection::new(414, "request line too long (RFC 9112 §3)"));
         }
@@ -143,20 +154,34 @@ pub fn parse_head(buf: &[u8], max_body: u64) -> Result<Parsed, Rejection> {
     let len = match request.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
-            return Err(Rejection::new(431, "header section too large (RFC 6585 §5)"));
+            return Err(Rejection::new(
+                431,
+                "header section too large (RFC 6585 §5)",
+            ));
         }
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(error) => return Err(tokenizer_rejection(error, line)),
     };
     if len > MAX_HEAD {
-        return Err(Rejection::new(431, "header section too large (RFC 6585 §5)"));
+        return Err(Rejection::new(
+            431,
+            "header section too large (RFC 6585 §5)",
+        ));
     }
 
     // httparse filled every field on Complete; the Option is its API.
-    let (Some(method), Some(raw_target), Some(minor)) = (request.method, request.path, request.version) else {
-        return Err(Rejection::bad_request("malformed request line (RFC 9112 §3)"));
+    let (Some(method), Some(raw_target), Some(minor)) =
+        (request.method, request.path, request.version)
+    else {
+        return Err(Rejection::bad_request(
+            "malformed request line (RFC 9112 §3)",
+        ));
     };
-    let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
     let target = request_target(method, raw_target)?;
 
     let mut fields = Vec::with_capacity(request.headers.len());
@@ -165,16 +190,30 @@ pub fn parse_head(buf: &[u8], max_body: u64) -> Result<Parsed, Rejection> {
         // httparse lets DEL and obs-text through in values; DEL is a control
         // character, which RFC 9110 §5.5 excludes from field values.
         if value.contains(&0x7f) {
-            return Err(Rejection::bad_request("control character in a field value (RFC 9110 §5.5)"));
+            return Err(Rejection::bad_request(
+                "control character in a field value (RFC 9110 §5.5)",
+            ));
         }
         fields.push((header.name.to_string(), value.to_vec()));
     }
 
-    let lower: Vec<(String, &[u8])> = fields.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.as_slice())).collect();
-    let named = |name: &'static str| lower.iter().filter(move |(n, _)| n == name).map(|(_, v)| *v);
+    let lower: Vec<(String, &[u8])> = fields
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.as_slice()))
+        .collect();
+    let named = |name: &'static str| {
+        lower
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| *v)
+    };
 
     let host = host(version, &target, named("host").collect())?;
-    let framing = body_framing(version, lower.iter().map(|(n, v)| (n.as_str(), *v)), max_body)?;
+    let framing = body_framing(
+        version,
+        lower.iter().map(|(n, v)| (n.as_str(), *v)),
+        max_body,
+    )?;
     let connection = tokens(named("connection"));
     let keep_alive = match version {
         // §9.3: HTTP/1.1 persists unless "close" is present...
@@ -187,7 +226,10 @@ pub fn parse_head(buf: &[u8], max_body: u64) -> Result<Parsed, Rejection> {
     // RFC 9110 §10.1.1: a server MAY answer 417 to an expectation it does not
     // meet; "100-continue" is the only one defined.
     if expectations.iter().any(|e| e != "100-continue") {
-        return Err(Rejection::new(417, "unsupported expectation; only 100-continue is defined (RFC 9110 §10.1.1)"));
+        return Err(Rejection::new(
+            417,
+            "unsupported expectation; only 100-continue is defined (RFC 9110 §10.1.1)",
+        ));
     }
     // ...and "A server that receives a 100-continue expectation in an
     // HTTP/1.0 request MUST ignore that expectation."
@@ -229,8 +271,13 @@ fn tokenizer_rejection(error: httparse::Error, request_line: &[u8]) -> Rejection
 /// such as `HTTP/2.0` or `HTTP/1.2`, which earns 505 rather than 400.
 /// HTTP-version = HTTP-name "/" DIGIT "." DIGIT (RFC 9112 §2.3).
 fn looks_like_other_version(request_line: &[u8]) -> bool {
-    let end = request_line.iter().position(|&b| b == b'\n').unwrap_or(request_line.len());
-    let line = request_line[..end].strip_suffix(b"\r").unwrap_or(&request_line[..end]);
+    let end = request_line
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(request_line.len());
+    let line = request_line[..end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&request_line[..end]);
     let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
     matches!(parts.as_slice(), [method, target, version]
         if !method.is_empty() && !target.is_empty()
@@ -243,43 +290,65 @@ fn request_target(method: &str, raw: &str) -> Result<Target, Rejection> {
     if method == "CONNECT" {
         // §3.2.3: authority-form = uri-host ":" port, only for CONNECT.
         return match raw.rsplit_once(':') {
-            Some((host, port)) if valid_host(host) && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            Some((host, port))
+                if valid_host(host)
+                    && !port.is_empty()
+                    && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
                 Ok(Target::Authority(raw.to_string()))
             }
-            _ => Err(Rejection::bad_request("CONNECT needs an authority-form target host:port (RFC 9112 §3.2.3)")),
+            _ => Err(Rejection::bad_request(
+                "CONNECT needs an authority-form target host:port (RFC 9112 §3.2.3)",
+            )),
         };
     }
     if raw.starts_with('/') {
         let (path, query) = split_query(raw);
         validate_path_and_query(path, query)?;
-        return Ok(Target::Origin { path: path.to_string(), query: query.map(str::to_string) });
+        return Ok(Target::Origin {
+            path: path.to_string(),
+            query: query.map(str::to_string),
+        });
     }
     if raw == "*" {
         // §3.2.4: the asterisk-form is only used for a server-wide OPTIONS.
         return if method == "OPTIONS" {
             Ok(Target::Asterisk)
         } else {
-            Err(Rejection::bad_request("asterisk-form target is only for OPTIONS (RFC 9112 §3.2.4)"))
+            Err(Rejection::bad_request(
+                "asterisk-form target is only for OPTIONS (RFC 9112 §3.2.4)",
+            ))
         };
     }
-    let lower = raw.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    let lower = raw
+        .get(..8)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     let rest = if lower.starts_with("http://") {
         &raw[7..]
     } else if lower.starts_with("https://") {
         &raw[8..]
     } else {
-        return Err(Rejection::bad_request("request-target is not origin-form or absolute-form (RFC 9112 §3.2)"));
+        return Err(Rejection::bad_request(
+            "request-target is not origin-form or absolute-form (RFC 9112 §3.2)",
+        ));
     };
     // §3.2.2: absolute-form = absolute-URI; a server MUST accept it.
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path_and_query) = rest.split_at(end);
     if authority.is_empty() || !valid_host_field(authority) {
-        return Err(Rejection::bad_request("invalid authority in absolute-form target (RFC 9112 §3.2.2)"));
+        return Err(Rejection::bad_request(
+            "invalid authority in absolute-form target (RFC 9112 §3.2.2)",
+        ));
     }
     let (path, query) = split_query(path_and_query);
     let path = if path.is_empty() { "/" } else { path };
     validate_path_and_query(path, query)?;
-    Ok(Target::Absolute { authority: authority.to_string(), path: path.to_string(), query: query.map(str::to_string) })
+    Ok(Target::Absolute {
+        authority: authority.to_string(),
+        path: path.to_string(),
+        query: query.map(str::to_string),
+    })
 }
 
 fn split_query(target: &str) -> (&str, Option<&str>) {
@@ -303,10 +372,14 @@ fn validate_path_and_query(path: &str, query: Option<&str>) -> Result<(), Reject
         })
     };
     if !valid(path, b"/") {
-        return Err(Rejection::bad_request("invalid character or percent-encoding in the path (RFC 3986 §3.3)"));
+        return Err(Rejection::bad_request(
+            "invalid character or percent-encoding in the path (RFC 3986 §3.3)",
+        ));
     }
     if !query.is_none_or(|q| valid(q, b"/?")) {
-        return Err(Rejection::bad_request("invalid character or percent-encoding in the query (RFC 3986 §3.4)"));
+        return Err(Rejection::bad_request(
+            "invalid character or percent-encoding in the query (RFC 3986 §3.4)",
+        ));
     }
     Ok(())
 }
@@ -330,7 +403,10 @@ fn valid_host_field(value: &str) -> bool {
 /// uri-host = IP-literal / IPv4address / reg-name (RFC 3986 §3.2.2).
 fn valid_host(host: &str) -> bool {
     if let Some(literal) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return !literal.is_empty() && literal.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        return !literal.is_empty()
+            && literal
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
     }
     let bytes = host.as_bytes();
     bytes.iter().enumerate().all(|(i, &b)| {
@@ -346,13 +422,24 @@ fn valid_host(host: &str) -> bool {
 /// to any HTTP/1.1 request message that lacks a Host header field and to any
 /// request message that contains more than one Host header field line or a
 /// Host header field with an invalid field value."
-fn host(version: Version, target: &Target, values: Vec<&[u8]>) -> Result<Option<String>, Rejection> {
+fn host(
+    version: Version,
+    target: &Target,
+    values: Vec<&[u8]>,
+) -> Result<Option<String>, Rejection> {
     let field = match values.as_slice() {
-        [] if version == Version::Http11 => return Err(Rejection::bad_request("missing Host (RFC 9112 §3.2)")),
+        [] if version == Version::Http11 => {
+            return Err(Rejection::bad_request("missing Host (RFC 9112 §3.2)"))
+        }
         [] => None,
         [one] => {
-            let text = std::str::from_utf8(one).ok().filter(|t| t.is_empty() || valid_host_field(t));
-            Some(text.ok_or(Rejection::bad_request("invalid Host value (RFC 9112 §3.2)"))?.to_string())
+            let text = std::str::from_utf8(one)
+                .ok()
+                .filter(|t| t.is_empty() || valid_host_field(t));
+            Some(
+                text.ok_or(Rejection::bad_request("invalid Host value (RFC 9112 §3.2)"))?
+                    .to_string(),
+            )
         }
         _ => return Err(Rejection::bad_request("more than one Host (RFC 9112 §3.2)")),
     };
@@ -429,7 +516,9 @@ mod tests {
     #[case::custom_method("PURGE /x HTTP/1.1\r\nHost: a\r\n\r\n")]
     #[case::obs_text_value("GET / HTTP/1.1\r\nHost: a\r\nX-Name: caf\u{e9}\r\n\r\n")]
     #[case::tab_in_value("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\tc\r\n\r\n")]
-    #[case::expect_continue("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")]
+    #[case::expect_continue(
+        "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"
+    )]
     fn valid_heads_parse(#[case] raw: &str) {
         assert!(parse(raw).is_ok(), "{raw:?} -> {:?}", parse(raw));
     }
@@ -467,7 +556,10 @@ mod tests {
     #[case::empty_field_name("GET / HTTP/1.1\r\nHost: a\r\n: 1\r\n\r\n", 400)]
     #[case::expect_other("GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", 417)]
     #[case::connect_bad_target("CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", 400)]
-    #[case::cl_te("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400)]
+    #[case::cl_te(
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        400
+    )]
     #[case::unknown_coding("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501)]
     fn invalid_heads_are_rejected(#[case] raw: &str, #[case] status: u16) {
         assert_eq!(parse(raw).map(|_| ()), Err(status), "{raw:?}");
@@ -477,28 +569,49 @@ mod tests {
     fn an_incomplete_head_is_partial_not_an_error() {
         let full = "GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
         for end in 0..full.len() {
-            assert!(matches!(parse_head(&full.as_bytes()[..end], 0), Ok(Parsed::Partial)), "at {end}");
+            assert!(
+                matches!(parse_head(&full.as_bytes()[..end], 0), Ok(Parsed::Partial)),
+                "at {end}"
+            );
         }
     }
 
     #[test]
     fn limits_give_414_and_431() {
-        let long_target = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(MAX_REQUEST_LINE));
+        let long_target = format!(
+            "GET /{} HTTP/1.1\r\nHost: a\r\n\r\n",
+            "a".repeat(MAX_REQUEST_LINE)
+        );
         assert_eq!(parse(&long_target).map(|_| ()), Err(414));
         // Even before the line ends, an over-long line is refused.
-        assert_eq!(parse(&long_target[..MAX_REQUEST_LINE + 10]).map(|_| ()), Err(414));
-        let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", "X-A: 1\r\n".repeat(MAX_FIELDS));
+        assert_eq!(
+            parse(&long_target[..MAX_REQUEST_LINE + 10]).map(|_| ()),
+            Err(414)
+        );
+        let many = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\n{}\r\n",
+            "X-A: 1\r\n".repeat(MAX_FIELDS)
+        );
         assert_eq!(parse(&many).map(|_| ()), Err(431));
-        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n", "b".repeat(MAX_HEAD));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n",
+            "b".repeat(MAX_HEAD)
+        );
         assert_eq!(parse(&big).map(|_| ()), Err(431));
-        let exactly = format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: 1\r\n".repeat(MAX_FIELDS - 1) + "Host: a\r\n");
+        let exactly = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            "X-A: 1\r\n".repeat(MAX_FIELDS - 1) + "Host: a\r\n"
+        );
         assert!(parse(&exactly).is_ok());
     }
 
     #[rstest]
     #[case::http11_default("GET / HTTP/1.1\r\nHost: a\r\n\r\n", true)]
     #[case::http11_close("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false)]
-    #[case::http11_close_in_list("GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, Close\r\n\r\n", false)]
+    #[case::http11_close_in_list(
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, Close\r\n\r\n",
+        false
+    )]
     #[case::http10_default("GET / HTTP/1.0\r\n\r\n", false)]
     #[case::http10_keep_alive("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true)]
     fn persistence_follows_version_and_connection(#[case] raw: &str, #[case] keep_alive: bool) {
@@ -509,12 +622,20 @@ mod tests {
     fn absolute_form_replaces_host() {
         let head = parse("GET http://Example.com:81/p?q HTTP/1.1\r\nHost: other\r\n\r\n").unwrap();
         assert_eq!(head.host.as_deref(), Some("Example.com:81"));
-        assert_eq!(head.target, Target::Absolute { authority: "Example.com:81".into(), path: "/p".into(), query: Some("q".into()) });
+        assert_eq!(
+            head.target,
+            Target::Absolute {
+                authority: "Example.com:81".into(),
+                path: "/p".into(),
+                query: Some("q".into())
+            }
+        );
     }
 
     #[test]
     fn expect_continue_is_ignored_in_http10() {
-        let head = parse("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").unwrap();
+        let head =
+            parse("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").unwrap();
         assert!(!head.expect_continue);
     }
 

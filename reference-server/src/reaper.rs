@@ -52,7 +52,10 @@ fn slots() -> &'static [AtomicI32] {
 /// the child before it is recorded. Returns false if the table is full.
 pub fn record(pid: Pid) -> bool {
     for slot in slots() {
-        if slot.compare_exchange(0, pid.as_raw(), Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+        if slot
+            .compare_exchange(0, pid.as_raw(), Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
             LIVE.fetch_add(1, Ordering::SeqCst);
             return true;
         }
@@ -63,7 +66,10 @@ pub fn record(pid: Pid) -> bool {
 /// Forgets a reaped child. Async-signal-safe.
 fn forget(pid: Pid) {
     for slot in slots() {
-        if slot.compare_exchange(pid.as_raw(), 0, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+        if slot
+            .compare_exchange(pid.as_raw(), 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
             LIVE.fetch_sub(1, Ordering::SeqCst);
             return;
         }
@@ -77,7 +83,12 @@ pub fn live() -> usize {
 
 /// Pids of the children not yet reaped.
 pub fn pids() -> Vec<Pid> {
-    slots().iter().map(|s| s.load(Ordering::SeqCst)).filter(|&p| p != 0).map(Pid::from_raw).collect()
+    slots()
+        .iter()
+        .map(|s| s.load(Ordering::SeqCst))
+        .filter(|&p| p != 0)
+        .map(Pid::from_raw)
+        .collect()
 }
 
 /// Reaps every child that has exited, without blocking. Returns how many.
@@ -169,5 +180,8 @@ pub fn install(reaping: Reaping, restart: bool) -> Result<(), ServerError> {
     // atomic operations on a table that is never freed, and restores errno.
     unsafe { sigaction(Signal::SIGCHLD, &action) }
         .map(drop)
-        .map_err(|errno| ServerError::Signal { what: "sigaction(SIGCHLD)", errno })
+        .map_err(|errno| ServerError::Signal {
+            what: "sigaction(SIGCHLD)",
+            errno,
+        })
 }

@@ -32,9 +32,16 @@ pub fn reason(status: u16) -> &'static str {
 /// Fields an application may not set: the server owns framing and the
 /// connection (PEP 3333 forbids hop-by-hop fields from applications).
 fn server_owned(name: &str) -> bool {
-    ["content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"]
-        .iter()
-        .any(|owned| name.eq_ignore_ascii_case(owned))
+    [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "date",
+        "server",
+    ]
+    .iter()
+    .any(|owned| name.eq_ignore_ascii_case(owned))
 }
 
 /// How the Connection field should read.
@@ -54,7 +61,11 @@ pub fn write_head(out: &mut Vec<u8>, response: &Response, persistence: Persisten
     let status = response.status;
     // Writing into a Vec cannot fail.
     let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
-    let _ = write!(out, "Date: {}\r\nServer: reference-server\r\n", httpdate::fmt_http_date(SystemTime::now()));
+    let _ = write!(
+        out,
+        "Date: {}\r\nServer: reference-server\r\n",
+        httpdate::fmt_http_date(SystemTime::now())
+    );
     for (name, value) in &response.headers {
         if !server_owned(name) {
             let _ = write!(out, "{name}: {value}\r\n");
@@ -75,13 +86,21 @@ mod tests {
 
     #[test]
     fn the_server_owns_framing_fields() {
-        let response = Response::text(200, "hi").with_header("Content-Length", "999").with_header("X-A", "1");
+        let response = Response::text(200, "hi")
+            .with_header("Content-Length", "999")
+            .with_header("X-A", "1");
         let mut out = Vec::new();
         write_head(&mut out, &response, Persistence::Close);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-        assert!(text.contains("Content-Length: 2\r\n") && !text.contains("999"), "{text}");
-        assert!(text.contains("X-A: 1\r\n") && text.contains("Connection: close\r\n"), "{text}");
+        assert!(
+            text.contains("Content-Length: 2\r\n") && !text.contains("999"),
+            "{text}"
+        );
+        assert!(
+            text.contains("X-A: 1\r\n") && text.contains("Connection: close\r\n"),
+            "{text}"
+        );
         assert!(text.ends_with("\r\n\r\n"), "{text}");
     }
 }

@@ -39,11 +39,19 @@ pub fn run(config: &Config, app: &dyn App, announce: &mut dyn Write) -> Result<(
         signals::ignore_sigpipe()?;
     }
     // The `tiny-backlog` fault: the listen(1) of many tutorials.
-    let backlog = if faults.has(Fault::TinyBacklog) { 1 } else { config.backlog };
+    let backlog = if faults.has(Fault::TinyBacklog) {
+        1
+    } else {
+        config.backlog
+    };
     let listener = Listener::bind(config.addr, backlog, !faults.has(Fault::NoReuseaddr))?;
     let local = listener.local_addr();
 
-    reaper::init(if faults.has(Fault::Iterative) { 0 } else { config.max_children });
+    reaper::init(if faults.has(Fault::Iterative) {
+        0
+    } else {
+        config.max_children
+    });
     let reaping = if faults.has(Fault::NoReap) {
         Reaping::Never
     } else if faults.has(Fault::SingleWait) {
@@ -61,7 +69,18 @@ pub fn run(config: &Config, app: &dyn App, announce: &mut dyn Write) -> Result<(
     writeln!(announce, "listening on http://{local}").map_err(ServerError::Announce)?;
     announce.flush().map_err(ServerError::Announce)?;
 
-    let server = Server { config, app, listener: &listener, shutdown_pipe: &shutdown_pipe, local };
+    // httparse picks its SIMD code on first use, with CPUID, which is slow
+    // in a virtual machine. Do it once here, so every child inherits the
+    // answer instead of asking again.
+    let _ = crate::parse::parse_head(b"GET / HTTP/1.1\r\nHost: warm-up\r\n\r\n", 0);
+
+    let server = Server {
+        config,
+        app,
+        listener: &listener,
+        shutdown_pipe: &shutdown_pipe,
+        local,
+    };
     let result = server.accept_loop();
 
     // Stop accepting: new connections are refused from here on.
@@ -92,51 +111,82 @@ impl Server<'_> {
             ];
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
-                Err(Errno::EINTR) if faults.has(Fault::NoEintrRetry) => return Err(ServerError::Poll(Errno::EINTR)),
+                Err(Errno::EINTR) if faults.has(Fault::NoEintrRetry) => {
+                    return Err(ServerError::Poll(Errno::EINTR))
+                }
                 Err(Errno::EINTR) => continue,
                 Err(errno) => return Err(ServerError::Poll(errno)),
             }
-            let readable = fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
+            let readable = fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN));
             if signals::shutdown_requested() || !readable {
                 continue;
             }
 
-            let client = match accept(self.listener.raw_fd()) {
+            // The listener is non-blocking: take every connection already
+            // queued, then go back to poll.
+            while let Some(client) = self.accept_one(&mut last_complaint)? {
+                self.dispatch(client)?;
+                if signals::shutdown_requested() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Accepts one queued connection; `None` when the queue is empty.
+    fn accept_one(
+        &self,
+        last_complaint: &mut Option<Instant>,
+    ) -> Result<Option<OwnedFd>, ServerError> {
+        let faults = self.config.faults;
+        loop {
+            return match accept(self.listener.raw_fd()) {
                 // SAFETY: accept returned a new descriptor that nothing else owns.
-                Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
+                Ok(fd) => Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) })),
                 // A signal arrived during accept: try again (the classic bug is
                 // to treat this as fatal).
-                Err(Errno::EINTR) if faults.has(Fault::NoEintrRetry) => return Err(ServerError::Accept(Errno::EINTR)),
+                Err(Errno::EINTR) if faults.has(Fault::NoEintrRetry) => {
+                    Err(ServerError::Accept(Errno::EINTR))
+                }
                 Err(Errno::EINTR) => continue,
+                // Nothing queued any more.
+                Err(Errno::EAGAIN) => Ok(None),
                 // The client gave up before we accepted; not our problem.
-                Err(Errno::ECONNABORTED | Errno::EPROTO | Errno::EAGAIN) => continue,
+                Err(Errno::ECONNABORTED | Errno::EPROTO) => continue,
                 // Out of descriptors or memory: the connection stays queued.
                 // Complain once a second and back off instead of spinning.
                 Err(errno @ (Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)) => {
                     if last_complaint.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
                         eprintln!("server: accept: {} (backing off)", errno.desc());
-                        last_complaint = Some(Instant::now());
+                        *last_complaint = Some(Instant::now());
                     }
                     std::thread::sleep(Duration::from_millis(10));
-                    continue;
+                    Ok(None)
                 }
-                Err(errno) => return Err(ServerError::Accept(errno)),
+                Err(errno) => Err(ServerError::Accept(errno)),
             };
+        }
+    }
 
-            if faults.has(Fault::LeakFd) {
-                // The bug: a file opened per connection and never closed.
-                if let Ok(file) = std::fs::File::open("/dev/null") {
-                    std::mem::forget(file);
-                }
+    /// Hands a new connection to a child, or serves it here under `iterative`.
+    fn dispatch(&self, client: OwnedFd) -> Result<(), ServerError> {
+        let faults = self.config.faults;
+        if faults.has(Fault::LeakFd) {
+            // The bug: a file opened per connection and never closed.
+            if let Ok(file) = std::fs::File::open("/dev/null") {
+                std::mem::forget(file);
             }
-            if faults.has(Fault::Iterative) {
-                // The bug: everyone else waits in the backlog meanwhile.
-                connection::serve(client, self.config, self.local, self.app);
-            } else if reaper::live() >= self.config.max_children {
-                refuse_busy(client);
-            } else {
-                self.fork_child(client)?;
-            }
+        }
+        if faults.has(Fault::Iterative) {
+            // The bug: everyone else waits in the backlog meanwhile.
+            connection::serve(client, self.config, self.local, self.app);
+        } else if reaper::live() >= self.config.max_children {
+            refuse_busy(client);
+        } else {
+            self.fork_child(client)?;
         }
         Ok(())
     }

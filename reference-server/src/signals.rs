@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::signal::{sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{
+    sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+};
 
 use crate::error::ServerError;
 
@@ -29,7 +31,10 @@ pub fn ignore_sigpipe() -> Result<(), ServerError> {
     // SAFETY: installing SIG_IGN runs no code of ours in signal context.
     unsafe { sigaction(Signal::SIGPIPE, &ignore) }
         .map(drop)
-        .map_err(|errno| ServerError::Signal { what: "sigaction(SIGPIPE)", errno })
+        .map_err(|errno| ServerError::Signal {
+            what: "sigaction(SIGPIPE)",
+            errno,
+        })
 }
 
 /// The pipe the accept loop polls to learn of a shutdown request.
@@ -48,18 +53,35 @@ impl ShutdownPipe {
     /// leaving its children to finish (or not) as orphans.
     pub fn install(handle: bool) -> Result<ShutdownPipe, ServerError> {
         // Non-blocking: a handler must never block, even on a full pipe.
-        let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
-            .map_err(|errno| ServerError::Signal { what: "pipe2", errno })?;
+        let (read, write) =
+            nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(|errno| {
+                ServerError::Signal {
+                    what: "pipe2",
+                    errno,
+                }
+            })?;
         WAKE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
         // No SA_RESTART: we want poll interrupted, though the pipe wakes it anyway.
-        let action = SigAction::new(SigHandler::Handler(on_shutdown_signal), SaFlags::empty(), SigSet::empty());
-        for signal in [Signal::SIGTERM, Signal::SIGINT].into_iter().filter(|_| handle) {
+        let action = SigAction::new(
+            SigHandler::Handler(on_shutdown_signal),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        for signal in [Signal::SIGTERM, Signal::SIGINT]
+            .into_iter()
+            .filter(|_| handle)
+        {
             // SAFETY: the handler stores to an atomic and calls write(2), both
             // async-signal-safe, and restores errno.
-            unsafe { sigaction(signal, &action) }
-                .map_err(|errno| ServerError::Signal { what: "sigaction(SIGTERM/SIGINT)", errno })?;
+            unsafe { sigaction(signal, &action) }.map_err(|errno| ServerError::Signal {
+                what: "sigaction(SIGTERM/SIGINT)",
+                errno,
+            })?;
         }
-        Ok(ShutdownPipe { read, _write: write })
+        Ok(ShutdownPipe {
+            read,
+            _write: write,
+        })
     }
 
     /// The descriptor to poll.
@@ -92,15 +114,21 @@ pub fn block_sigchld() -> Result<SigSet, ServerError> {
     let mut block = SigSet::empty();
     block.add(Signal::SIGCHLD);
     let mut old = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&block), Some(&mut old))
-        .map_err(|errno| ServerError::Signal { what: "sigprocmask(SIG_BLOCK)", errno })?;
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&block), Some(&mut old)).map_err(|errno| {
+        ServerError::Signal {
+            what: "sigprocmask(SIG_BLOCK)",
+            errno,
+        }
+    })?;
     Ok(old)
 }
 
 /// Restores a mask saved by [`block_sigchld`].
 pub fn restore(mask: &SigSet) -> Result<(), ServerError> {
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
-        .map_err(|errno| ServerError::Signal { what: "sigprocmask(SIG_SETMASK)", errno })
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None).map_err(|errno| ServerError::Signal {
+        what: "sigprocmask(SIG_SETMASK)",
+        errno,
+    })
 }
 
 /// In a freshly forked child: SIGTERM and SIGINT kill it again (the parent's

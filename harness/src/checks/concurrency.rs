@@ -85,13 +85,18 @@ fn sleep_latency(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
             }
         }
     }
-    let summary = format!("parallelism {parallelism:.1} ({clients} x {ms} ms in {} ms)", wall.as_millis());
+    let summary = format!(
+        "parallelism {parallelism:.1} ({clients} x {ms} ms in {} ms)",
+        wall.as_millis()
+    );
     if failed > 0 {
         result.fail(format!("{failed} of {clients} requests failed; {summary}"))
     } else if parallelism >= pass_at {
         result.pass(summary)
     } else if parallelism >= FAIL_BELOW {
-        result.warn(format!("{summary}: partly serialised (pass at {pass_at:.1})"))
+        result.warn(format!(
+            "{summary}: partly serialised (pass at {pass_at:.1})"
+        ))
     } else {
         result.fail(format!("{summary}: requests were served one after another"))
     }
@@ -104,7 +109,9 @@ fn slow_client(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     };
     let mut staller = match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
         Ok(stream) => stream,
-        Err(error) => return result.error(format!("could not connect the stalling client: {error}")),
+        Err(error) => {
+            return result.error(format!("could not connect the stalling client: {error}"))
+        }
     };
     // Half a request: no blank line, so the server keeps waiting for more.
     if let Err(error) = staller.write_all(b"GET / HTTP/1.1\r\nHost: harness\r\nX-Stall: ") {
@@ -115,7 +122,9 @@ fn slow_client(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let answer = client::get(addr, "/", limit);
     let latency = start.elapsed();
     drop(staller);
-    let result = result.figure("latency_ms", latency.as_millis() as u64).figure("limit_ms", limit.as_millis() as u64);
+    let result = result
+        .figure("latency_ms", latency.as_millis() as u64)
+        .figure("limit_ms", limit.as_millis() as u64);
     match answer {
         Ok(response) => result.pass(format!(
             "answered {} in {} ms while another client stalled",
@@ -126,7 +135,9 @@ fn slow_client(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
             "GET / not answered within {} ms while another client stalled mid-request",
             limit.as_millis()
         )),
-        Err(error) => result.fail(format!("GET / failed while another client stalled: {error}")),
+        Err(error) => result.fail(format!(
+            "GET / failed while another client stalled: {error}"
+        )),
     }
 }
 
@@ -155,14 +166,19 @@ fn burst(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         barrier.wait();
         let mut conn = match connection {
             Ok(conn) => conn,
-            Err(ClientError::Connect { source, .. }) if source.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(ClientError::Connect { source, .. })
+                if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
                 return Fate::Refused
             }
             Err(error) => return Fate::Unanswered(error.to_string()),
         };
         let request = b"GET / HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n";
         let deadline = Instant::now() + Duration::from_secs(5);
-        match conn.send(request).and_then(|()| conn.read_response(deadline, false)) {
+        match conn
+            .send(request)
+            .and_then(|()| conn.read_response(deadline, false))
+        {
             Ok(Some(response)) => Fate::Answered(response.status, start.elapsed()),
             Ok(None) => Fate::Unanswered("closed without a response".into()),
             Err(ClientError::Reset) => Fate::Reset,
@@ -170,13 +186,37 @@ fn burst(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         }
     });
 
-    let answered: Vec<(u16, Duration)> =
-        fates.iter().filter_map(|f| if let Fate::Answered(s, d) = f { Some((*s, *d)) } else { None }).collect();
-    let ok = answered.iter().filter(|(s, _)| (200..300).contains(s)).count();
+    let answered: Vec<(u16, Duration)> = fates
+        .iter()
+        .filter_map(|f| {
+            if let Fate::Answered(s, d) = f {
+                Some((*s, *d))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let ok = answered
+        .iter()
+        .filter(|(s, _)| (200..300).contains(s))
+        .count();
     let refused = fates.iter().filter(|f| matches!(f, Fate::Refused)).count();
     let reset = fates.iter().filter(|f| matches!(f, Fate::Reset)).count();
-    let unanswered: Vec<&String> = fates.iter().filter_map(|f| if let Fate::Unanswered(e) = f { Some(e) } else { None }).collect();
-    let slowest = answered.iter().map(|(_, d)| d.as_millis() as u64).max().unwrap_or(0);
+    let unanswered: Vec<&String> = fates
+        .iter()
+        .filter_map(|f| {
+            if let Fate::Unanswered(e) = f {
+                Some(e)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let slowest = answered
+        .iter()
+        .map(|(_, d)| d.as_millis() as u64)
+        .max()
+        .unwrap_or(0);
     let mut result = result
         .figure("connections", BURST)
         .figure("answered_2xx", ok)
@@ -190,13 +230,23 @@ fn burst(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     }
     let lost = refused + reset + unanswered.len();
     if lost > 0 {
-        return result.fail(format!("{lost} of {BURST} connections lost ({refused} refused, {reset} reset, {} unanswered)", unanswered.len()));
+        return result.fail(format!(
+            "{lost} of {BURST} connections lost ({refused} refused, {reset} reset, {} unanswered)",
+            unanswered.len()
+        ));
     }
     if ok < BURST {
-        let statuses: Vec<String> = answered.iter().filter(|(s, _)| !(200..300).contains(s)).map(|(s, _)| s.to_string()).collect();
+        let statuses: Vec<String> = answered
+            .iter()
+            .filter(|(s, _)| !(200..300).contains(s))
+            .map(|(s, _)| s.to_string())
+            .collect();
         return result
             .evidence(format!("statuses: {}", statuses.join(" ")))
-            .warn(format!("all {BURST} answered, but {} not with 2xx (load shed?)", BURST - ok));
+            .warn(format!(
+                "all {BURST} answered, but {} not with 2xx (load shed?)",
+                BURST - ok
+            ));
     }
     result.pass(format!("all {BURST} answered, slowest in {slowest} ms"))
 }

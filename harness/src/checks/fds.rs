@@ -69,10 +69,14 @@ fn leak(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     });
     let before = match procfs::fds(pid) {
         Ok(fds) => fds,
-        Err(error) => return result.error(format!("cannot read the server's descriptors: {error}")),
+        Err(error) => {
+            return result.error(format!("cannot read the server's descriptors: {error}"))
+        }
     };
     let failures: usize = in_parallel(4, |_| {
-        (0..LEAK_REQUESTS / 4).filter(|_| client::get(addr, "/", Duration::from_secs(5)).is_err()).count()
+        (0..LEAK_REQUESTS / 4)
+            .filter(|_| client::get(addr, "/", Duration::from_secs(5)).is_err())
+            .count()
     })
     .into_iter()
     .sum();
@@ -86,7 +90,11 @@ fn leak(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         .figure("after", after.len())
         .figure("tolerance", TOLERANCE);
     if returned {
-        return result.pass(format!("{} descriptors before, {} after {LEAK_REQUESTS} requests", before.len(), after.len()));
+        return result.pass(format!(
+            "{} descriptors before, {} after {LEAK_REQUESTS} requests",
+            before.len(),
+            after.len()
+        ));
     }
     let kinds = leaked_kinds(&before, &after);
     let listing: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}={n}")).collect();
@@ -106,7 +114,10 @@ fn leak(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
 fn leaked_kinds(before: &[FdInfo], after: &[FdInfo]) -> BTreeMap<String, usize> {
     let mut kinds = BTreeMap::new();
     for fd in after {
-        if !before.iter().any(|b| b.fd == fd.fd && b.target == fd.target) {
+        if !before
+            .iter()
+            .any(|b| b.fd == fd.fd && b.target == fd.target)
+        {
             *kinds.entry(fd.kind.to_string()).or_insert(0) += 1;
         }
     }
@@ -120,7 +131,10 @@ fn close_eof(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     };
     let limit = Duration::from_secs(1);
     let probes: [(&str, &[u8]); 2] = [
-        ("connection_close", b"GET / HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n"),
+        (
+            "connection_close",
+            b"GET / HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n",
+        ),
         ("http10", b"GET / HTTP/1.0\r\n\r\n"),
     ];
     let mut result = result.figure("limit_ms", limit.as_millis() as u64);
@@ -135,10 +149,15 @@ fn close_eof(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
             Ok::<_, client::ClientError>((eof, done.elapsed()))
         })();
         match outcome {
-            Ok((true, after)) => result = result.figure(format!("{name}_eof_ms"), after.as_millis() as u64),
+            Ok((true, after)) => {
+                result = result.figure(format!("{name}_eof_ms"), after.as_millis() as u64)
+            }
             Ok((false, _)) => {
                 missing.push(name);
-                result = result.evidence(format!("{name}: no EOF within {} ms of the response", limit.as_millis()));
+                result = result.evidence(format!(
+                    "{name}: no EOF within {} ms of the response",
+                    limit.as_millis()
+                ));
             }
             Err(error) => {
                 missing.push(name);
@@ -156,8 +175,15 @@ fn close_eof(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
 fn child_listener(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     match ctx.model.model {
         Model::ForkPerConnection => {}
-        Model::PreFork => return result.skip("pre-fork server: its workers accept on the listening socket by design"),
-        other => return result.skip(format!("not applicable to a {other} server: no child per connection")),
+        Model::PreFork => {
+            return result
+                .skip("pre-fork server: its workers accept on the listening socket by design")
+        }
+        other => {
+            return result.skip(format!(
+                "not applicable to a {other} server: no child per connection"
+            ))
+        }
     }
     let (pid, addr, port) = match ctx.server() {
         Ok(server) => (server.pid(), server.addr(), server.port()),
@@ -165,21 +191,33 @@ fn child_listener(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     };
     let listeners = match procfs::listening_inodes(port) {
         Ok(inodes) if !inodes.is_empty() => inodes,
-        Ok(_) => return result.error(format!("no listening socket on port {port} in /proc/net/tcp")),
+        Ok(_) => {
+            return result.error(format!(
+                "no listening socket on port {port} in /proc/net/tcp"
+            ))
+        }
         Err(error) => return result.error(format!("cannot read /proc/net/tcp: {error}")),
     };
     let idle: Vec<i32> = procfs::descendants(pid).iter().map(|p| p.pid).collect();
     std::thread::scope(|scope| {
-        let request = scope.spawn(move || client::get(addr, "/sleep?ms=1000", Duration::from_secs(10)));
+        let request =
+            scope.spawn(move || client::get(addr, "/sleep?ms=1000", Duration::from_secs(10)));
         let mut child = None;
         poll_until(Duration::from_secs(2), || {
-            child = procfs::descendants(pid).into_iter().map(|p| p.pid).find(|p| !idle.contains(p));
+            child = procfs::descendants(pid)
+                .into_iter()
+                .map(|p| p.pid)
+                .find(|p| !idle.contains(p));
             child.is_some()
         });
         let verdict = match child {
             None => result.error("no new child appeared while a /sleep request was in progress"),
             Some(child) => {
-                let holds = || listeners.iter().any(|&inode| procfs::holds_inode(child, inode));
+                let holds = || {
+                    listeners
+                        .iter()
+                        .any(|&inode| procfs::holds_inode(child, inode))
+                };
                 // Right after fork every child holds it until it closes it:
                 // give the child time to do so before judging.
                 let released = poll_until(Duration::from_millis(500), || !holds());

@@ -50,10 +50,15 @@ fn startup(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     match ctx.server() {
         Ok(server) => {
             let ms = server.startup_time().as_millis() as u64;
-            result.figure("startup_ms", ms).pass(format!("accepting connections after {ms} ms"))
+            result
+                .figure("startup_ms", ms)
+                .pass(format!("accepting connections after {ms} ms"))
         }
         Err(error) => {
-            let mut result = result.figure("startup_timeout_ms", ctx.spec.startup_timeout.as_millis() as u64);
+            let mut result = result.figure(
+                "startup_timeout_ms",
+                ctx.spec.startup_timeout.as_millis() as u64,
+            );
             for line in error.to_string().lines() {
                 result = result.evidence(line.to_string());
             }
@@ -69,19 +74,28 @@ fn reuseaddr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     if let Err(error) = ctx.server() {
         return start_failed(result, &error);
     }
-    let Some(mut server) = ctx.take_server() else { return result.error("no server instance") };
+    let Some(mut server) = ctx.take_server() else {
+        return result.error("no server instance");
+    };
     let (addr, port) = (server.addr(), server.port());
     // Requests the server closes first: the side that closes first keeps the
     // connection in TIME_WAIT, here on the server's port.
     for _ in 0..TIME_WAIT_CONNECTIONS {
         if let Ok(mut conn) = Conn::connect(addr, Duration::from_secs(3)) {
             let request = b"GET / HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n";
-            if conn.send(request).is_ok() && conn.read_response(Instant::now() + Duration::from_secs(3), false).is_ok() {
+            if conn.send(request).is_ok()
+                && conn
+                    .read_response(Instant::now() + Duration::from_secs(3), false)
+                    .is_ok()
+            {
                 let _ = conn.wait_eof(Instant::now() + Duration::from_secs(1));
             }
         }
     }
-    let time_wait = procfs::tcp_state_counts(port).ok().and_then(|c| c.get("TIME_WAIT").copied()).unwrap_or(0);
+    let time_wait = procfs::tcp_state_counts(port)
+        .ok()
+        .and_then(|c| c.get("TIME_WAIT").copied())
+        .unwrap_or(0);
     server.terminate();
     drop(server);
     let result = result.figure("port", port).figure("time_wait", time_wait);
@@ -91,9 +105,13 @@ fn reuseaddr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
             ctx.set_server(restarted);
             let result = result.figure("restart_ms", ms);
             if time_wait == 0 {
-                result.pass(format!("restarted on port {port} in {ms} ms (no TIME_WAIT was left to test against)"))
+                result.pass(format!(
+                    "restarted on port {port} in {ms} ms (no TIME_WAIT was left to test against)"
+                ))
             } else {
-                result.pass(format!("restarted on port {port} in {ms} ms with {time_wait} connections in TIME_WAIT"))
+                result.pass(format!(
+                    "restarted on port {port} in {ms} ms with {time_wait} connections in TIME_WAIT"
+                ))
             }
         }
         Err(error @ (StartError::Exited { .. } | StartError::NotListening { .. })) => {
@@ -101,7 +119,9 @@ fn reuseaddr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
             for line in error.to_string().lines() {
                 result = result.evidence(line.to_string());
             }
-            result.fail(format!("could not start again on port {port} with {time_wait} connections in TIME_WAIT"))
+            result.fail(format!(
+                "could not start again on port {port} with {time_wait} connections in TIME_WAIT"
+            ))
         }
         Err(error) => start_failed(result, &error),
     }
@@ -114,14 +134,19 @@ fn sigterm(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     if let Err(error) = ctx.server() {
         return start_failed(result, &error);
     }
-    let Some(mut server) = ctx.take_server() else { return result.error("no server instance") };
+    let Some(mut server) = ctx.take_server() else {
+        return result.error("no server instance");
+    };
     let (pid, addr) = (server.pid(), server.addr());
     std::thread::scope(|scope| {
         // A request in flight, so that there is a child to take care of.
         let in_flight = ctx.caps.has(Route::Sleep).then(|| {
             let idle = procfs::descendants(pid).len();
-            let request = scope.spawn(move || crate::client::get(addr, "/sleep?ms=1000", Duration::from_secs(10)));
-            poll_until(Duration::from_millis(500), || procfs::descendants(pid).len() > idle);
+            let request = scope
+                .spawn(move || crate::client::get(addr, "/sleep?ms=1000", Duration::from_secs(10)));
+            poll_until(Duration::from_millis(500), || {
+                procfs::descendants(pid).len() > idle
+            });
             request
         });
         let start = Instant::now();
@@ -138,16 +163,31 @@ fn sigterm(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
             .figure("exit_ms", elapsed.as_millis() as u64)
             .figure("survivors", ending.survivors.len())
             .figure("needed_sigkill", ending.needed_sigkill);
-        let status = ending.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown status".into());
+        let status = ending
+            .status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "unknown status".into());
         if !exited {
-            return result.warn(format!("did not exit within {} s of SIGTERM; needed SIGKILL", SIGTERM_LIMIT.as_secs()));
+            return result.warn(format!(
+                "did not exit within {} s of SIGTERM; needed SIGKILL",
+                SIGTERM_LIMIT.as_secs()
+            ));
         }
         if !ending.survivors.is_empty() {
             let pids: Vec<String> = ending.survivors.iter().map(|p| p.to_string()).collect();
             return result
-                .evidence(format!("still alive after the server exited: {}", pids.join(" ")))
-                .fail(format!("exited ({status}) but left {} descendants alive", ending.survivors.len()));
+                .evidence(format!(
+                    "still alive after the server exited: {}",
+                    pids.join(" ")
+                ))
+                .fail(format!(
+                    "exited ({status}) but left {} descendants alive",
+                    ending.survivors.len()
+                ));
         }
-        result.pass(format!("exited ({status}) {} ms after SIGTERM, no descendant left", elapsed.as_millis()))
+        result.pass(format!(
+            "exited ({status}) {} ms after SIGTERM, no descendant left",
+            elapsed.as_millis()
+        ))
     })
 }

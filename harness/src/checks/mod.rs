@@ -34,7 +34,11 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { sleep_clients: 8, sleep_ms: 300, settle: Duration::from_secs(2) }
+        Settings {
+            sleep_clients: 8,
+            sleep_ms: 300,
+            settle: Duration::from_secs(2),
+        }
     }
 }
 
@@ -93,8 +97,19 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// A context with no server started yet.
-    pub fn new(spec: &'a TargetSpec, caps: &'a Capabilities, model: &'a ModelReport, settings: &'a Settings) -> Ctx<'a> {
-        Ctx { spec, caps, model, settings, instance: None }
+    pub fn new(
+        spec: &'a TargetSpec,
+        caps: &'a Capabilities,
+        model: &'a ModelReport,
+        settings: &'a Settings,
+    ) -> Ctx<'a> {
+        Ctx {
+            spec,
+            caps,
+            model,
+            settings,
+            instance: None,
+        }
     }
 
     /// The group's server, started (or restarted, if it died) on demand.
@@ -129,7 +144,10 @@ impl<'a> Ctx<'a> {
         if instance.is_alive() {
             return None;
         }
-        let status = instance.exit_status().map(|s| s.to_string()).unwrap_or_else(|| "unknown status".into());
+        let status = instance
+            .exit_status()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "unknown status".into());
         let tail = instance.stderr_tail(10);
         self.instance = None;
         Some((status, tail))
@@ -141,7 +159,13 @@ pub fn in_parallel<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     std::thread::scope(|scope| {
         let f = &f;
         let handles: Vec<_> = (0..n).map(|i| scope.spawn(move || f(i))).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
     })
 }
 

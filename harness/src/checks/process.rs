@@ -40,11 +40,17 @@ const SEQUENTIAL: usize = 20;
 const BURST: usize = 50;
 
 fn zombies_of(pid: i32) -> Vec<ProcStat> {
-    procfs::descendants(pid).into_iter().filter(|p| p.state == 'Z').collect()
+    procfs::descendants(pid)
+        .into_iter()
+        .filter(|p| p.state == 'Z')
+        .collect()
 }
 
 fn live_descendants(pid: i32) -> Vec<ProcStat> {
-    procfs::descendants(pid).into_iter().filter(|p| p.state != 'Z').collect()
+    procfs::descendants(pid)
+        .into_iter()
+        .filter(|p| p.state != 'Z')
+        .collect()
 }
 
 /// Sends `n` simultaneous `Connection: close` requests; returns how many failed.
@@ -56,7 +62,10 @@ fn burst_of(addr: std::net::SocketAddr, n: usize) -> usize {
         let Ok(mut conn) = conn else { return 1 };
         let request = b"GET / HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n";
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        match conn.send(request).and_then(|()| conn.read_response(deadline, false)) {
+        match conn
+            .send(request)
+            .and_then(|()| conn.read_response(deadline, false))
+        {
             Ok(Some(_)) => 0,
             _ => 1,
         }
@@ -71,8 +80,9 @@ fn zombies(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         Ok(server) => (server.pid(), server.addr()),
         Err(error) => return start_failed(result, &error),
     };
-    let sequential_failures =
-        (0..SEQUENTIAL).filter(|_| client::get(addr, "/", Duration::from_secs(5)).is_err()).count();
+    let sequential_failures = (0..SEQUENTIAL)
+        .filter(|_| client::get(addr, "/", Duration::from_secs(5)).is_err())
+        .count();
     let burst_failures = burst_of(addr, BURST);
     let settled = poll_until(settle, || zombies_of(pid).is_empty());
     let left = zombies_of(pid);
@@ -87,7 +97,11 @@ fn zombies(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let pids: Vec<String> = left.iter().map(|p| p.pid.to_string()).collect();
     result
         .evidence(format!("zombie pids: {}", pids.join(" ")))
-        .fail(format!("{} zombies left {} ms after the load", left.len(), settle.as_millis()))
+        .fail(format!(
+            "{} zombies left {} ms after the load",
+            left.len(),
+            settle.as_millis()
+        ))
 }
 
 fn children_exit(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
@@ -105,7 +119,10 @@ fn children_exit(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         idle = now;
         stable
     });
-    let failures = burst_of(addr, 20) + (0..10).filter(|_| client::get(addr, "/", Duration::from_secs(5)).is_err()).count();
+    let failures = burst_of(addr, 20)
+        + (0..10)
+            .filter(|_| client::get(addr, "/", Duration::from_secs(5)).is_err())
+            .count();
     let returned = poll_until(settle, || live_descendants(pid).len() <= idle);
     let live = live_descendants(pid);
     let result = result
@@ -114,10 +131,21 @@ fn children_exit(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         .figure("failed_requests", failures)
         .figure("settle_ms", settle.as_millis() as u64);
     if returned {
-        return result.pass(format!("{} live descendants after load, {idle} at idle", live.len()));
+        return result.pass(format!(
+            "{} live descendants after load, {idle} at idle",
+            live.len()
+        ));
     }
-    let listing: Vec<String> = live.iter().take(10).map(|p| format!("{} ({}, ppid {})", p.pid, p.state, p.ppid)).collect();
+    let listing: Vec<String> = live
+        .iter()
+        .take(10)
+        .map(|p| format!("{} ({}, ppid {})", p.pid, p.state, p.ppid))
+        .collect();
     result
         .evidence(format!("still alive: {}", listing.join(", ")))
-        .fail(format!("{} live descendants {} ms after load, {idle} at idle", live.len(), settle.as_millis()))
+        .fail(format!(
+            "{} live descendants {} ms after load, {idle} at idle",
+            live.len(),
+            settle.as_millis()
+        ))
 }

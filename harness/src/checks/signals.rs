@@ -58,7 +58,11 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let idle_answer = client::get(addr, "/", Duration::from_secs(3));
     let result = result.figure("signals_idle", sent);
     if let Err(error) = idle_answer {
-        return dead_or_failed(ctx, result, format!("after {sent} SIGCHLD while idle, GET / failed: {error}"));
+        return dead_or_failed(
+            ctx,
+            result,
+            format!("after {sent} SIGCHLD while idle, GET / failed: {error}"),
+        );
     }
 
     // The second storm lands while clients are being served.
@@ -66,7 +70,9 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let (failures, busy_sent) = std::thread::scope(|scope| {
         let clients = scope.spawn(|| {
             let failures: usize = in_parallel(4, |_| {
-                (0..25).filter(|_| client::get(addr, "/", Duration::from_secs(5)).is_err()).count()
+                (0..25)
+                    .filter(|_| client::get(addr, "/", Duration::from_secs(5)).is_err())
+                    .count()
             })
             .into_iter()
             .sum();
@@ -86,13 +92,26 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         }
         (clients.join().unwrap_or(100), busy_sent)
     });
-    let result = result.figure("signals_busy", busy_sent).figure("failed_requests", failures);
+    let result = result
+        .figure("signals_busy", busy_sent)
+        .figure("failed_requests", failures);
     if failures > 0 {
-        return dead_or_failed(ctx, result, format!("{failures} of 100 requests failed during a storm of {busy_sent} SIGCHLD"));
+        return dead_or_failed(
+            ctx,
+            result,
+            format!("{failures} of 100 requests failed during a storm of {busy_sent} SIGCHLD"),
+        );
     }
     match client::get(addr, "/", Duration::from_secs(3)) {
-        Ok(_) => result.pass(format!("alive and answering after {} SIGCHLD", sent + busy_sent)),
-        Err(error) => dead_or_failed(ctx, result, format!("GET / failed after the storms: {error}")),
+        Ok(_) => result.pass(format!(
+            "alive and answering after {} SIGCHLD",
+            sent + busy_sent
+        )),
+        Err(error) => dead_or_failed(
+            ctx,
+            result,
+            format!("GET / failed after the storms: {error}"),
+        ),
     }
 }
 
@@ -145,7 +164,10 @@ fn sigpipe(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
                 return dead_or_failed(
                     ctx,
                     result.figure("resets", resets),
-                    format!("round {}: the large response could not be started: {error}", round + 1),
+                    format!(
+                        "round {}: the large response could not be started: {error}",
+                        round + 1
+                    ),
                 )
             }
         }
@@ -154,17 +176,28 @@ fn sigpipe(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     // Several requests, so that a server dying on its next write is caught.
     for _ in 0..3 {
         if let Err(error) = client::get(addr, "/", Duration::from_secs(3)) {
-            return dead_or_failed(ctx, result, format!("after {resets} resets mid-response, GET / failed: {error}"));
+            return dead_or_failed(
+                ctx,
+                result,
+                format!("after {resets} resets mid-response, GET / failed: {error}"),
+            );
         }
     }
     match ctx.reap_if_dead() {
-        Some((status, _)) => result.fail(format!("server exited ({status}) after {resets} resets mid-response")),
-        None => result.pass(format!("alive and answering after {resets} clients reset mid-response")),
+        Some((status, _)) => result.fail(format!(
+            "server exited ({status}) after {resets} resets mid-response"
+        )),
+        None => result.pass(format!(
+            "alive and answering after {resets} clients reset mid-response"
+        )),
     }
 }
 
 /// Closes `stream` with RST instead of FIN (SO_LINGER with a zero timeout).
 fn reset(stream: &TcpStream) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     let _ = nix::sys::socket::setsockopt(stream, nix::sys::socket::sockopt::Linger, &linger);
 }

@@ -276,7 +276,7 @@ mod tests {
         })]);
         fixtures::run(&mut fanout, false);
         let expected: Vec<&str> = std::iter::once("started")
-            .chain(std::iter::repeat("check").take(fixtures::results().len()))
+            .chain(std::iter::repeat_n("check", fixtures::results().len()))
             .chain(std::iter::once("finished"))
             .collect();
         assert_eq!(*seen.borrow(), expected);
