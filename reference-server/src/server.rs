@@ -35,7 +35,9 @@ use crate::signals::{self, ShutdownPipe};
 /// `listening on http://HOST:PORT` line once the socket listens.
 pub fn run(config: &Config, app: &dyn App, announce: &mut dyn Write) -> Result<(), ServerError> {
     let faults = config.faults;
-    if !faults.has(Fault::Sigpipe) {
+    if faults.has(Fault::Sigpipe) {
+        signals::default_sigpipe()?;
+    } else {
         signals::ignore_sigpipe()?;
     }
     // The `tiny-backlog` fault: the listen(1) of many tutorials.

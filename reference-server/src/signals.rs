@@ -37,6 +37,20 @@ pub fn ignore_sigpipe() -> Result<(), ServerError> {
         })
 }
 
+/// The `sigpipe` fault: SIGPIPE back to its default action, which kills the
+/// process. Explicitly, because Rust's runtime ignores SIGPIPE before `main`
+/// runs (as Python's does): a C server starts with the default.
+pub fn default_sigpipe() -> Result<(), ServerError> {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+    unsafe { sigaction(Signal::SIGPIPE, &default) }
+        .map(drop)
+        .map_err(|errno| ServerError::Signal {
+            what: "sigaction(SIGPIPE)",
+            errno,
+        })
+}
+
 /// The pipe the accept loop polls to learn of a shutdown request.
 #[derive(Debug)]
 pub struct ShutdownPipe {

@@ -155,13 +155,25 @@ fn sigterm(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         }
         let exited = poll_until(SIGTERM_LIMIT, || server.exit_status().is_some());
         let elapsed = start.elapsed();
+        // A server that stops well has reaped its children before it exits,
+        // so whatever of its process group is still alive now outlived it.
+        let pgid = server.pgid();
+        let outlived: Vec<i32> = if exited {
+            procfs::group_members(pgid)
+                .into_iter()
+                .filter(|p| p.pid != pid && p.is_live())
+                .map(|p| p.pid)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let ending = server.terminate();
         if let Some(request) = in_flight {
             let _ = request.join();
         }
         let result = result
             .figure("exit_ms", elapsed.as_millis() as u64)
-            .figure("survivors", ending.survivors.len())
+            .figure("survivors", outlived.len())
             .figure("needed_sigkill", ending.needed_sigkill);
         let status = ending
             .status
@@ -173,8 +185,8 @@ fn sigterm(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
                 SIGTERM_LIMIT.as_secs()
             ));
         }
-        if !ending.survivors.is_empty() {
-            let pids: Vec<String> = ending.survivors.iter().map(|p| p.to_string()).collect();
+        if !outlived.is_empty() {
+            let pids: Vec<String> = outlived.iter().map(|p| p.to_string()).collect();
             return result
                 .evidence(format!(
                     "still alive after the server exited: {}",
@@ -182,7 +194,7 @@ fn sigterm(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
                 ))
                 .fail(format!(
                     "exited ({status}) but left {} descendants alive",
-                    ending.survivors.len()
+                    outlived.len()
                 ));
         }
         result.pass(format!(

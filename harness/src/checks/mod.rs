@@ -127,6 +127,11 @@ impl<'a> Ctx<'a> {
         Ok(self.instance.as_mut().expect("instance was just started"))
     }
 
+    /// The group's server as it is, without starting or restarting it.
+    pub fn server_if_running(&mut self) -> Result<&mut ServerInstance, ()> {
+        self.instance.as_mut().ok_or(())
+    }
+
     /// Takes the group's server out of the context (to stop or restart it).
     pub fn take_server(&mut self) -> Option<ServerInstance> {
         self.instance.take()

@@ -49,11 +49,16 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         Err(error) => return start_failed(result, &error),
     };
     let addr = server.addr();
+    // One complete request first, so the server is back in accept when the
+    // storm starts; then spread the storm over a quarter of a second, so the
+    // signals land while it waits for the next connection.
+    let _ = client::get(addr, "/", Duration::from_secs(3));
     let mut sent = 0;
     for _ in 0..STORM {
         if server.signal_leader(Signal::SIGCHLD).is_ok() {
             sent += 1;
         }
+        std::thread::sleep(Duration::from_micros(500));
     }
     let idle_answer = client::get(addr, "/", Duration::from_secs(3));
     let result = result.figure("signals_idle", sent);
@@ -117,6 +122,11 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
 
 /// Fails the check, saying whether the server died and how.
 fn dead_or_failed(ctx: &mut Ctx<'_>, result: CheckResult, what: String) -> CheckResult {
+    // A server killed by a signal closes its sockets before it is a zombie:
+    // give a dying server a moment to finish dying before asking.
+    if let Ok(server) = ctx.server_if_running() {
+        let _ = super::poll_until(Duration::from_millis(500), || !server.is_alive());
+    }
     match ctx.reap_if_dead() {
         Some((status, tail)) => {
             let mut result = result.evidence(format!("server exited: {status}"));
