@@ -9,13 +9,14 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::sys::socket::{setsockopt, sockopt};
 use support::{
-    describe, fd_count, live_children, parse_response, poll_until, raw_exchange, raw_exchange_ending, socket_inodes,
-    zombies, Ending, RawClient, ServerGuard,
+    describe, fd_count, live_children, parse_response, poll_until, raw_exchange,
+    raw_exchange_ending, socket_inodes, zombies, Ending, RawClient, ServerGuard,
 };
 
 /// Generous bound for one response on a busy machine.
@@ -49,7 +50,11 @@ fn get(server: &ServerGuard, path: &str) -> support::RawResponse {
 fn sequential_requests(server: &ServerGuard, n: usize) {
     for _ in 0..n {
         let (bytes, _) = raw_exchange_ending(server.addr(), CLOSE_ROOT, RESPONSE);
-        assert!(bytes.starts_with(b"HTTP/1.1 200 "), "{:?}", String::from_utf8_lossy(&bytes));
+        assert!(
+            bytes.starts_with(b"HTTP/1.1 200 "),
+            "{:?}",
+            String::from_utf8_lossy(&bytes)
+        );
     }
 }
 
@@ -148,20 +153,25 @@ fn clean_reaps_bursts_completely() {
 
 // ---- keep-client-fd -----------------------------------------------------
 
-/// Sends GET / with Connection: close and reads for `wait`: how reading ended.
+/// Sends GET / with Connection: close, reads the whole response (however
+/// long that takes), then waits up to `wait` for end of file: how it ended.
 fn close_request_ending(server: &ServerGuard, wait: Duration) -> Ending {
-    let (bytes, ending) = raw_exchange_ending(server.addr(), CLOSE_ROOT, wait);
-    let (response, _) = parse_response(&bytes, false)
-        .expect("a well-formed response")
-        .unwrap_or_else(|| panic!("no response: {:?}", String::from_utf8_lossy(&bytes)));
+    let mut client = RawClient::connect(server.addr());
+    client.send(CLOSE_ROOT);
+    let response = client.read_response(RESPONSE).expect("a response");
     assert_eq!(response.status, 200);
+    let (rest, ending) = client.read_to_end(wait);
+    assert!(rest.is_empty(), "bytes after the response: {rest:?}");
     ending
 }
 
 #[test]
 fn keep_client_fd_keeps_clients_from_seeing_eof() {
     let server = start(&["keep-client-fd"], &[]);
-    assert_eq!(close_request_ending(&server, Duration::from_secs(1)), Ending::Timeout);
+    assert_eq!(
+        close_request_ending(&server, Duration::from_secs(1)),
+        Ending::Timeout
+    );
 }
 
 #[test]
@@ -189,16 +199,20 @@ fn keep_client_fd_leaks_a_descriptor_per_connection() {
 
 // ---- keep-listener ------------------------------------------------------
 
-/// Starts a 2 s sleep request and returns (its socket, the listener's inode,
+/// Starts a 5 s sleep request and returns (its socket, the listener's inode,
 /// the pid of the child serving it).
 fn sleeping_child(server: &ServerGuard) -> (TcpStream, u64, i32) {
     // Idle, the parent's only socket is the listener (the shutdown pipe is a pipe).
     let parent_sockets = socket_inodes(server.pid());
-    assert_eq!(parent_sockets.len(), 1, "expected only the listener: {parent_sockets:?}");
+    assert_eq!(
+        parent_sockets.len(),
+        1,
+        "expected only the listener: {parent_sockets:?}"
+    );
     let listener = parent_sockets[0];
     let mut client = TcpStream::connect(server.addr()).expect("connect");
     client
-        .write_all(b"GET /sleep?ms=2000 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /sleep?ms=5000 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         .expect("sending the sleep request");
     let mut child = None;
     assert!(
@@ -236,7 +250,10 @@ fn clean_children_close_the_listening_socket() {
         }),
         "child {child} sockets {sockets:?}, listener {listener}"
     );
-    assert!(live_children(server.pid()).contains(&child), "the child ended before the check");
+    assert!(
+        live_children(server.pid()).contains(&child),
+        "the child ended before the check"
+    );
 }
 
 // ---- no-eintr-retry -----------------------------------------------------
@@ -244,10 +261,23 @@ fn clean_children_close_the_listening_socket() {
 #[test]
 fn no_eintr_retry_dies_on_any_signal() {
     let server = start(&["no-eintr-retry"], &[]);
-    server.signal(Signal::SIGCHLD);
-    let status = server.wait_exit(SETTLE).expect("the server dies of EINTR");
+    // A signal that lands before the server blocks in poll interrupts
+    // nothing; keep signalling until one catches it blocked.
+    let mut status = None;
+    poll_until(SETTLE, || {
+        if server.is_alive() {
+            server.signal(Signal::SIGCHLD);
+        }
+        status = server.wait_exit(Duration::from_millis(100));
+        status.is_some()
+    });
+    let status = status.expect("the server dies of EINTR");
     assert!(!status.success(), "{}", describe(status));
-    assert!(server.stderr().contains("Interrupted"), "stderr:\n{}", server.stderr());
+    assert!(
+        server.stderr().contains("Interrupted"),
+        "stderr:\n{}",
+        server.stderr()
+    );
 }
 
 #[test]
@@ -283,10 +313,17 @@ fn restart_after_time_wait(faults: &[&str]) -> Result<ServerGuard, support::Star
 #[test]
 fn no_reuseaddr_cannot_restart_on_its_port() {
     match restart_after_time_wait(&["no-reuseaddr"]) {
-        Ok(server) => panic!("the restart on port {} succeeded despite TIME_WAIT", server.port()),
+        Ok(server) => panic!(
+            "the restart on port {} succeeded despite TIME_WAIT",
+            server.port()
+        ),
         Err(failure) => {
             let code = failure.status.and_then(|s| s.code());
-            assert_eq!(code, Some(i32::from(reference_server::EXIT_STARTUP)), "{failure}");
+            assert_eq!(
+                code,
+                Some(i32::from(reference_server::EXIT_STARTUP)),
+                "{failure}"
+            );
             assert!(failure.stderr.contains("in use"), "{failure}");
         }
     }
@@ -308,7 +345,9 @@ fn reset_during_large_response(server: &ServerGuard) {
     stream
         .write_all(b"GET /bytes?n=20000000 HTTP/1.1\r\nHost: a\r\n\r\n")
         .expect("sending the request");
-    stream.set_read_timeout(Some(RESPONSE)).expect("set_read_timeout");
+    stream
+        .set_read_timeout(Some(RESPONSE))
+        .expect("set_read_timeout");
     let mut received = 0;
     let mut chunk = [0u8; 4096];
     while received < 8192 {
@@ -319,7 +358,10 @@ fn reset_during_large_response(server: &ServerGuard) {
     }
     assert!(received > 0, "no response started");
     // Closing with linger 0 sends RST: the server's next writes fail.
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     setsockopt(&stream.as_fd(), sockopt::Linger, &linger).expect("SO_LINGER");
     drop(stream);
 }
@@ -328,11 +370,17 @@ fn reset_during_large_response(server: &ServerGuard) {
 fn sigpipe_kills_an_iterative_server_when_a_client_resets() {
     let server = start(&["iterative", "sigpipe"], &[]);
     reset_during_large_response(&server);
-    let status = server.wait_exit(SETTLE);
-    assert!(
-        status.is_some(),
-        "the server survived writing to a reset connection; stderr:\n{}",
-        server.stderr()
+    let status = server.wait_exit(SETTLE).unwrap_or_else(|| {
+        panic!(
+            "the server survived writing to a reset connection; stderr:\n{}",
+            server.stderr()
+        )
+    });
+    assert_eq!(
+        status.signal(),
+        Some(Signal::SIGPIPE as i32),
+        "{}",
+        describe(status)
     );
 }
 
@@ -402,7 +450,11 @@ const SHORT_LINE: &[u8] = b"GET\r\n\r\n";
 fn naive_parse_kills_the_child_without_a_response() {
     let server = start(&["naive-parse"], &[]);
     let (bytes, ending) = raw_exchange_ending(server.addr(), SHORT_LINE, RESPONSE);
-    assert!(bytes.is_empty(), "got a response: {:?}", String::from_utf8_lossy(&bytes));
+    assert!(
+        bytes.is_empty(),
+        "got a response: {:?}",
+        String::from_utf8_lossy(&bytes)
+    );
     assert_ne!(ending, Ending::Timeout, "the connection was not closed");
     assert!(server.is_alive(), "a child's panic killed the parent");
     assert_eq!(get(&server, "/").text(), "Hello, World!");
@@ -412,9 +464,15 @@ fn naive_parse_kills_the_child_without_a_response() {
 fn naive_parse_kills_an_iterative_server() {
     let server = start(&["iterative", "naive-parse"], &[]);
     let _ = raw_exchange(server.addr(), SHORT_LINE, RESPONSE);
-    let status = server.wait_exit(SETTLE).expect("the server dies of the panic");
+    let status = server
+        .wait_exit(SETTLE)
+        .expect("the server dies of the panic");
     assert!(!status.success(), "{}", describe(status));
-    assert!(server.stderr().contains("panicked"), "stderr:\n{}", server.stderr());
+    assert!(
+        server.stderr().contains("panicked"),
+        "stderr:\n{}",
+        server.stderr()
+    );
 }
 
 #[test]
@@ -425,4 +483,116 @@ fn clean_rejects_a_short_request_line_with_400() {
         .expect("a well-formed response")
         .unwrap_or_else(|| panic!("no response: {:?}", String::from_utf8_lossy(&bytes)));
     assert_eq!(response.status, 400);
+}
+
+// ---- no-exit ------------------------------------------------------------
+
+/// Processes of the server's group that are not zombies, the server included.
+fn live_group(server: &ServerGuard) -> Vec<i32> {
+    support::all_processes()
+        .into_iter()
+        .filter(|p| p.pgrp == server.pid() && p.state != 'Z')
+        .map(|p| p.pid)
+        .collect()
+}
+
+#[test]
+fn no_exit_children_outlive_their_connection() {
+    let server = start(&["no-exit"], &[]);
+    sequential_requests(&server, 3);
+    // Every connection is over, yet served children are still running:
+    // they went back into the accept loop.
+    assert!(
+        poll_until(SETTLE, || live_group(&server).len() > 1),
+        "only the server is left: {:?}",
+        live_group(&server)
+    );
+    assert!(
+        !poll_until(Duration::from_secs(2), || live_group(&server).len() == 1),
+        "the extra processes went away: {:?}",
+        live_group(&server)
+    );
+}
+
+#[test]
+fn clean_children_exit_after_their_connection() {
+    let server = start(&[], &[]);
+    sequential_requests(&server, 3);
+    assert!(
+        poll_until(SETTLE, || live_group(&server) == vec![server.pid()]),
+        "processes besides the server: {:?}",
+        live_group(&server)
+    );
+}
+
+// ---- orphan-children ----------------------------------------------------
+
+#[test]
+fn orphan_children_survive_a_sigterm_of_the_parent() {
+    let server = start(&["orphan-children"], &[]);
+    let (_client, _listener, child) = sleeping_child(&server);
+    server.signal(Signal::SIGTERM);
+    let status = server
+        .wait_exit(SETTLE)
+        .expect("the parent dies of SIGTERM");
+    assert_eq!(
+        status.signal(),
+        Some(Signal::SIGTERM as i32),
+        "{}",
+        describe(status)
+    );
+    // The child was not told: it still runs, reparented.
+    let stat = support::proc_stat(child).expect("the child outlived its parent");
+    assert_ne!(stat.state, 'Z', "the child is gone: {stat:?}");
+    assert_ne!(stat.ppid, server.pid());
+}
+
+// (The clean counterpart is lifecycle.rs: SIGTERM leaves no process of the group.)
+
+// ---- tiny-backlog -------------------------------------------------------
+
+/// Stops the server (SIGSTOP, so nothing is accepted), then makes 10
+/// connections at once: how many the kernel completes on its own, which is
+/// bounded by the listen backlog. The server is resumed before returning.
+fn connections_queued_while_stopped(server: &ServerGuard) -> usize {
+    server.signal(Signal::SIGSTOP);
+    assert!(
+        poll_until(SETTLE, || support::proc_stat(server.pid())
+            .is_some_and(|p| p.state == 'T')),
+        "the server did not stop"
+    );
+    let addr = server.addr();
+    let attempts: Vec<_> = (0..10)
+        .map(|_| {
+            std::thread::spawn(move || {
+                // A SYN that finds the accept queue full is dropped, and so is
+                // every retransmission while the server stays stopped: the
+                // timeout bounds the wait, it does not decide the outcome.
+                TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()
+            })
+        })
+        .collect();
+    let connected: Vec<TcpStream> = attempts
+        .into_iter()
+        .filter_map(|t| t.join().ok().flatten())
+        .collect();
+    server.signal(Signal::SIGCONT);
+    connected.len()
+}
+
+#[test]
+fn tiny_backlog_queues_almost_nothing() {
+    let server = start(&["tiny-backlog"], &[]);
+    let queued = connections_queued_while_stopped(&server);
+    // listen(1) holds backlog + 1 = 2 connections on Linux.
+    assert!(
+        queued <= 3,
+        "{queued} of 10 connections completed with listen(1)"
+    );
+}
+
+#[test]
+fn clean_backlog_queues_a_burst() {
+    let server = start(&[], &[]);
+    assert_eq!(connections_queued_while_stopped(&server), 10);
 }

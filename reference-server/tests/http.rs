@@ -12,8 +12,8 @@ use std::time::Duration;
 use base64::Engine;
 use rstest::rstest;
 use support::{
-    parse_all_responses, parse_response, poll_until, raw_exchange, raw_exchange_ending, Ending, RawClient,
-    ServerGuard,
+    parse_all_responses, parse_response, poll_until, raw_exchange, raw_exchange_ending, Ending,
+    RawClient, ServerGuard,
 };
 
 /// Generous bound for one response on a busy machine.
@@ -45,9 +45,18 @@ fn hello_routes_answer_hello_world(#[case] path: &str) {
 fn post_to_root_is_405_and_unknown_paths_are_404() {
     let server = start();
     let client = support::http_client(true);
-    let post = client.post(server.url("/")).body("x").send().expect("POST /");
+    let post = client
+        .post(server.url("/"))
+        .body("x")
+        .send()
+        .expect("POST /");
     assert_eq!(post.status().as_u16(), 405);
-    assert_eq!(post.headers().get("allow").map(|v| v.to_str().unwrap_or("")), Some("GET, HEAD"));
+    assert_eq!(
+        post.headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap_or("")),
+        Some("GET, HEAD")
+    );
     assert_eq!(get(&server, "/no/such/thing").0, 404);
 }
 
@@ -68,18 +77,32 @@ fn bytes_returns_exactly_n_bytes() {
 #[test]
 fn sleep_takes_a_number_of_milliseconds() {
     let server = start();
-    assert_eq!(get(&server, "/sleep?ms=50"), (200, "slept 50 ms".to_string()));
+    assert_eq!(
+        get(&server, "/sleep?ms=50"),
+        (200, "slept 50 ms".to_string())
+    );
     assert_eq!(get(&server, "/sleep?ms=abc").0, 400);
 }
 
 #[test]
 fn each_connection_is_served_by_a_forked_child() {
     let server = start();
-    let first: i32 = get(&server, "/pid").1.trim().parse().expect("/pid returns a number");
-    let second: i32 = get(&server, "/pid").1.trim().parse().expect("/pid returns a number");
+    let first: i32 = get(&server, "/pid")
+        .1
+        .trim()
+        .parse()
+        .expect("/pid returns a number");
+    let second: i32 = get(&server, "/pid")
+        .1
+        .trim()
+        .parse()
+        .expect("/pid returns a number");
     assert_ne!(first, server.pid(), "the parent served the request itself");
     assert_ne!(second, server.pid(), "the parent served the request itself");
-    assert_ne!(first, second, "two connections were served by the same process");
+    assert_ne!(
+        first, second,
+        "two connections were served by the same process"
+    );
 }
 
 /// `/echo` as JSON, from a raw request.
@@ -134,7 +157,11 @@ fn an_underscored_field_cannot_pass_for_its_hyphenated_twin() {
         &server,
         b"GET /echo HTTP/1.1\r\nHost: a\r\nX_User: evil\r\nX-User: good\r\nConnection: close\r\n\r\n",
     );
-    assert_eq!(json.get("HTTP_X_USER").and_then(|v| v.as_str()), Some("good"), "{json}");
+    assert_eq!(
+        json.get("HTTP_X_USER").and_then(|v| v.as_str()),
+        Some("good"),
+        "{json}"
+    );
 }
 
 #[test]
@@ -144,13 +171,21 @@ fn pipelined_requests_get_responses_in_order() {
 GET /echo?i=2 HTTP/1.1\r\nHost: a\r\n\r\n\
 GET /echo?i=3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     let (bytes, ending) = raw_exchange_ending(server.addr(), requests, RESPONSE);
-    assert_eq!(ending, Ending::Eof, "the server should close after Connection: close");
+    assert_eq!(
+        ending,
+        Ending::Eof,
+        "the server should close after Connection: close"
+    );
     let responses = parse_all_responses(&bytes).expect("three well-formed responses");
     assert_eq!(responses.len(), 3, "{:?}", String::from_utf8_lossy(&bytes));
     for (i, response) in responses.iter().enumerate() {
         assert_eq!(response.status, 200);
         let json: serde_json::Value = serde_json::from_slice(&response.body).expect("JSON");
-        assert_eq!(json["QUERY_STRING"], format!("i={}", i + 1), "responses out of order");
+        assert_eq!(
+            json["QUERY_STRING"],
+            format!("i={}", i + 1),
+            "responses out of order"
+        );
     }
 }
 
@@ -161,19 +196,32 @@ fn http11_connections_persist_across_requests() {
     let mut pids = Vec::new();
     for _ in 0..2 {
         client.send(b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n");
-        let response = client.read_response(RESPONSE).expect("a response on the same connection");
+        let response = client
+            .read_response(RESPONSE)
+            .expect("a response on the same connection");
         assert_eq!(response.status, 200);
-        assert_eq!(response.header("connection"), None, "HTTP/1.1 persistence is implicit");
+        assert_eq!(
+            response.header("connection"),
+            None,
+            "HTTP/1.1 persistence is implicit"
+        );
         pids.push(response.text());
     }
-    assert_eq!(pids[0], pids[1], "both requests of one connection are served by one child");
+    assert_eq!(
+        pids[0], pids[1],
+        "both requests of one connection are served by one child"
+    );
 }
 
 #[test]
 fn http10_closes_after_the_response_by_default() {
     let server = start();
     let (bytes, ending) = raw_exchange_ending(server.addr(), b"GET / HTTP/1.0\r\n\r\n", RESPONSE);
-    assert_eq!(ending, Ending::Eof, "HTTP/1.0 without keep-alive must be closed by the server");
+    assert_eq!(
+        ending,
+        Ending::Eof,
+        "HTTP/1.0 without keep-alive must be closed by the server"
+    );
     let responses = parse_all_responses(&bytes).expect("one response");
     assert_eq!(responses.len(), 1);
     assert_eq!(responses[0].text(), "Hello, World!");
@@ -185,7 +233,9 @@ fn http10_keep_alive_keeps_the_connection_open() {
     let mut client = RawClient::connect(server.addr());
     for _ in 0..2 {
         client.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-        let response = client.read_response(RESPONSE).expect("a response on the kept-alive connection");
+        let response = client
+            .read_response(RESPONSE)
+            .expect("a response on the kept-alive connection");
         assert_eq!(response.status, 200);
         assert_eq!(response.header("connection"), Some("keep-alive"));
     }
@@ -203,15 +253,22 @@ fn chunked_bodies_with_extensions_and_trailers_are_decoded() {
         .decode(json["body"].as_str().expect("body field"))
         .expect("base64");
     assert_eq!(body, b"hello world");
-    assert_eq!(json["CONTENT_LENGTH"], "11", "CONTENT_LENGTH is the decoded length");
+    assert_eq!(
+        json["CONTENT_LENGTH"], "11",
+        "CONTENT_LENGTH is the decoded length"
+    );
 }
 
 #[test]
 fn expect_100_continue_is_answered_before_the_body_is_sent() {
     let server = start();
     let mut client = RawClient::connect(server.addr());
-    client.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
-    let interim = client.read_response(RESPONSE).expect("an interim response before the body");
+    client.send(
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    );
+    let interim = client
+        .read_response(RESPONSE)
+        .expect("an interim response before the body");
     assert_eq!(interim.status, 100, "expected 100 Continue first");
     client.send(b"hello");
     let response = client.read_response(RESPONSE).expect("the final response");
@@ -225,12 +282,18 @@ fn head_sends_the_get_content_length_and_no_body() {
     let server = start();
     let mut client = RawClient::connect(server.addr());
     client.send(b"HEAD / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
-    let response = client.read_head_response(RESPONSE).expect("a response to HEAD");
+    let response = client
+        .read_head_response(RESPONSE)
+        .expect("a response to HEAD");
     assert_eq!(response.status, 200);
     assert_eq!(response.header("content-length"), Some("13"));
     let (rest, ending) = client.read_to_end(RESPONSE);
     assert_eq!(ending, Ending::Eof);
-    assert!(rest.is_empty(), "HEAD response carried a body: {:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        rest.is_empty(),
+        "HEAD response carried a body: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
 }
 
 /// Sends `request`, expects `status`, `Connection: close`, and end of file.
@@ -240,9 +303,18 @@ fn assert_rejected(server: &ServerGuard, request: &[u8], status: u16) {
     let (response, _) = parse_response(&bytes, false)
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("no complete response: {shown:?}"));
-    assert_eq!(response.status, status, "request {:?} -> {shown}", String::from_utf8_lossy(request));
+    assert_eq!(
+        response.status,
+        status,
+        "request {:?} -> {shown}",
+        String::from_utf8_lossy(request)
+    );
     assert_eq!(response.header("connection"), Some("close"), "{shown}");
-    assert_eq!(ending, Ending::Eof, "the server must close after rejecting: {shown}");
+    assert_eq!(
+        ending,
+        Ending::Eof,
+        "the server must close after rejecting: {shown}"
+    );
 }
 
 #[rstest]
@@ -278,7 +350,10 @@ fn assert_rejected(server: &ServerGuard, request: &[u8], status: u16) {
     format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", "X-A: 1\r\n".repeat(100)).into_bytes(),
     431
 )]
-fn broken_rules_are_rejected_and_the_connection_closed(#[case] request: Vec<u8>, #[case] status: u16) {
+fn broken_rules_are_rejected_and_the_connection_closed(
+    #[case] request: Vec<u8>,
+    #[case] status: u16,
+) {
     let server = start();
     assert_rejected(&server, &request, status);
 }
@@ -297,7 +372,9 @@ fn a_body_over_max_body_is_413() {
 fn a_client_too_slow_to_send_its_request_gets_408() {
     let server = ServerGuard::start(&["--listen", "127.0.0.1:0", "--read-timeout", "300ms"]);
     let mut stream = TcpStream::connect(server.addr()).expect("connect");
-    stream.write_all(b"GET / HTTP/1.1\r\nHo").expect("sending half a request");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHo")
+        .expect("sending half a request");
     let (bytes, ending) = support::read_until_eof(&mut stream, RESPONSE);
     let (response, _) = parse_response(&bytes, false)
         .expect("a well-formed response")
@@ -330,7 +407,11 @@ fn beyond_max_children_the_parent_answers_503() {
             _ => false,
         }
     });
-    assert!(seen, "no 503 while the only child was busy; stderr:\n{}", server.stderr());
+    assert!(
+        seen,
+        "no 503 while the only child was busy; stderr:\n{}",
+        server.stderr()
+    );
     let busy = busy.expect("set when seen");
     assert_eq!(busy.header("connection"), Some("close"));
     let _ = sleeper.shutdown(Shutdown::Both);
@@ -374,7 +455,11 @@ fn garbage_never_harms_the_parent() {
         } else {
             let _ = support::read_until_eof(&mut stream, Duration::from_secs(5));
         }
-        assert!(server.is_alive(), "the server died after garbage round {round}; stderr:\n{}", server.stderr());
+        assert!(
+            server.is_alive(),
+            "the server died after garbage round {round}; stderr:\n{}",
+            server.stderr()
+        );
     }
     assert_eq!(get(&server, "/"), (200, "Hello, World!".to_string()));
     assert!(server.is_alive());

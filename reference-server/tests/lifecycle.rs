@@ -24,35 +24,74 @@ fn stdout_is_exactly_one_listening_line() {
     let server = ServerGuard::start(&["--listen", "127.0.0.1:0"]);
     assert_ne!(server.port(), 0, "port 0 must be replaced by the real port");
     // Some traffic, so that a stray print on the request path would show.
-    let _ = support::raw_exchange(server.addr(), b"GET / HTTP/1.0\r\n\r\n", Duration::from_secs(10));
+    let _ = support::raw_exchange(
+        server.addr(),
+        b"GET / HTTP/1.0\r\n\r\n",
+        Duration::from_secs(10),
+    );
     server.signal(Signal::SIGTERM);
-    let status = server.wait_exit(EXIT_DEADLINE).expect("server exits on SIGTERM");
+    let status = server
+        .wait_exit(EXIT_DEADLINE)
+        .expect("server exits on SIGTERM");
     assert!(status.success(), "{}", describe(status));
-    assert!(poll_until(Duration::from_secs(10), || server.stdout_closed()), "stdout never closed");
-    assert_eq!(server.extra_stdout(), Vec::<String>::new(), "more than one line on stdout");
+    assert!(
+        poll_until(Duration::from_secs(10), || server.stdout_closed()),
+        "stdout never closed"
+    );
+    assert_eq!(
+        server.extra_stdout(),
+        Vec::<String>::new(),
+        "more than one line on stdout"
+    );
 }
 
 #[test]
 fn port_and_host_come_from_the_environment_without_listen() {
     let port = support::free_port();
-    let server = ServerGuard::start_with_env(&[], &[("PORT", &port.to_string()), ("HOST", "127.0.0.1")]);
+    let server =
+        ServerGuard::start_with_env(&[], &[("PORT", &port.to_string()), ("HOST", "127.0.0.1")]);
     assert_eq!(server.addr().to_string(), format!("127.0.0.1:{port}"));
-    let bytes = support::raw_exchange(server.addr(), b"GET / HTTP/1.0\r\n\r\n", Duration::from_secs(10));
-    assert!(bytes.starts_with(b"HTTP/1.1 200 "), "{:?}", String::from_utf8_lossy(&bytes));
+    let bytes = support::raw_exchange(
+        server.addr(),
+        b"GET / HTTP/1.0\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(
+        bytes.starts_with(b"HTTP/1.1 200 "),
+        "{:?}",
+        String::from_utf8_lossy(&bytes)
+    );
 }
 
 #[test]
 fn a_listen_address_without_a_numeric_port_is_a_startup_error() {
     let (status, stderr) = ServerGuard::start_expect_fail(&["--listen", "127.0.0.1:notaport"], &[]);
-    assert_eq!(status.code(), Some(EXIT_STARTUP), "{}; stderr: {stderr}", describe(status));
-    assert!(stderr.contains("--listen") && stderr.contains("notaport"), "unclear message: {stderr}");
+    assert_eq!(
+        status.code(),
+        Some(EXIT_STARTUP),
+        "{}; stderr: {stderr}",
+        describe(status)
+    );
+    assert!(
+        stderr.contains("--listen") && stderr.contains("notaport"),
+        "unclear message: {stderr}"
+    );
 }
 
 #[test]
 fn an_unknown_fault_is_a_startup_error() {
-    let (status, stderr) = ServerGuard::start_expect_fail(&["--listen", "127.0.0.1:0", "--fault", "nope"], &[]);
-    assert_eq!(status.code(), Some(EXIT_STARTUP), "{}; stderr: {stderr}", describe(status));
-    assert!(stderr.contains("nope") && stderr.contains("invalid value"), "unclear message: {stderr}");
+    let (status, stderr) =
+        ServerGuard::start_expect_fail(&["--listen", "127.0.0.1:0", "--fault", "nope"], &[]);
+    assert_eq!(
+        status.code(),
+        Some(EXIT_STARTUP),
+        "{}; stderr: {stderr}",
+        describe(status)
+    );
+    assert!(
+        stderr.contains("nope") && stderr.contains("invalid value"),
+        "unclear message: {stderr}"
+    );
 }
 
 #[test]
@@ -60,9 +99,20 @@ fn a_port_in_use_is_a_startup_error_naming_the_address() {
     let held = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port to hold");
     let addr = held.local_addr().expect("local address").to_string();
     let (status, stderr) = ServerGuard::start_expect_fail(&["--listen", &addr], &[]);
-    assert_eq!(status.code(), Some(EXIT_STARTUP), "{}; stderr: {stderr}", describe(status));
-    assert!(stderr.contains(&addr), "stderr does not name {addr}: {stderr}");
-    assert!(stderr.contains("in use"), "stderr does not say why: {stderr}");
+    assert_eq!(
+        status.code(),
+        Some(EXIT_STARTUP),
+        "{}; stderr: {stderr}",
+        describe(status)
+    );
+    assert!(
+        stderr.contains(&addr),
+        "stderr does not name {addr}: {stderr}"
+    );
+    assert!(
+        stderr.contains("in use"),
+        "stderr does not say why: {stderr}"
+    );
 }
 
 #[test]
@@ -78,8 +128,15 @@ fn help_lists_every_fault() {
 fn sigterm_when_idle_exits_zero() {
     let server = ServerGuard::start(&["--listen", "127.0.0.1:0"]);
     server.signal(Signal::SIGTERM);
-    let status = server.wait_exit(EXIT_DEADLINE).expect("server exits on SIGTERM");
-    assert!(status.success(), "{}; stderr:\n{}", describe(status), server.stderr());
+    let status = server
+        .wait_exit(EXIT_DEADLINE)
+        .expect("server exits on SIGTERM");
+    assert!(
+        status.success(),
+        "{}; stderr:\n{}",
+        describe(status),
+        server.stderr()
+    );
 }
 
 #[test]
@@ -90,16 +147,34 @@ fn sigterm_kills_busy_children_after_the_grace_period() {
         .write_all(b"GET /sleep?ms=20000 HTTP/1.1\r\nHost: a\r\n\r\n")
         .expect("sending the sleep request");
     assert!(
-        poll_until(Duration::from_secs(10), || !live_children(server.pid()).is_empty()),
+        poll_until(Duration::from_secs(10), || !live_children(server.pid())
+            .is_empty()),
         "no child started for the sleep request"
     );
     server.signal(Signal::SIGTERM);
-    let status = server.wait_exit(EXIT_DEADLINE).expect("server exits on SIGTERM despite a busy child");
-    assert!(status.success(), "{}; stderr:\n{}", describe(status), server.stderr());
+    let status = server
+        .wait_exit(EXIT_DEADLINE)
+        .expect("server exits on SIGTERM despite a busy child");
+    assert!(
+        status.success(),
+        "{}; stderr:\n{}",
+        describe(status),
+        server.stderr()
+    );
     // The group is the server's pid: nothing of it may survive the server.
-    let left = poll_until(Duration::from_secs(5), || group_members(server.pid()).is_empty());
-    assert!(left, "processes outlived the server: {:?}", group_members(server.pid()));
+    let left = poll_until(Duration::from_secs(5), || {
+        group_members(server.pid()).is_empty()
+    });
+    assert!(
+        left,
+        "processes outlived the server: {:?}",
+        group_members(server.pid())
+    );
     // The client's connection ended with the child.
     let (_, ending) = support::read_until_eof(&mut client, Duration::from_secs(10));
-    assert_ne!(ending, support::Ending::Timeout, "the client's connection outlived the server");
+    assert_ne!(
+        ending,
+        support::Ending::Timeout,
+        "the client's connection outlived the server"
+    );
 }

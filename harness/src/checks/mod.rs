@@ -128,8 +128,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// The group's server as it is, without starting or restarting it.
-    pub fn server_if_running(&mut self) -> Result<&mut ServerInstance, ()> {
-        self.instance.as_mut().ok_or(())
+    pub fn server_if_running(&mut self) -> Option<&mut ServerInstance> {
+        self.instance.as_mut()
     }
 
     /// Takes the group's server out of the context (to stop or restart it).

@@ -124,7 +124,7 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
 fn dead_or_failed(ctx: &mut Ctx<'_>, result: CheckResult, what: String) -> CheckResult {
     // A server killed by a signal closes its sockets before it is a zombie:
     // give a dying server a moment to finish dying before asking.
-    if let Ok(server) = ctx.server_if_running() {
+    if let Some(server) = ctx.server_if_running() {
         let _ = super::poll_until(Duration::from_millis(500), || !server.is_alive());
     }
     match ctx.reap_if_dead() {

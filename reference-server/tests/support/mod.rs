@@ -28,7 +28,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Locks a mutex even if a panicking thread poisoned it: the data (bytes of
 /// output, a child handle) stays meaningful after a panic elsewhere.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The path of the `server` binary cargo built for these tests.
@@ -66,7 +68,8 @@ impl ServerGuard {
 
     /// Like [`ServerGuard::start`], with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> ServerGuard {
-        Self::try_start(args, env).unwrap_or_else(|failure| panic!("server {args:?} did not start: {failure}"))
+        Self::try_start(args, env)
+            .unwrap_or_else(|failure| panic!("server {args:?} did not start: {failure}"))
     }
 
     /// Runs a server that is expected to fail at startup; returns its exit
@@ -74,8 +77,15 @@ impl ServerGuard {
     /// listens nor exits within the deadline.
     pub fn start_expect_fail(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
         match Self::try_start(args, env) {
-            Ok(server) => panic!("server {args:?} was expected to fail at startup but listens on {}", server.addr()),
-            Err(StartFailure { status: Some(status), stderr, .. }) => (status, stderr),
+            Ok(server) => panic!(
+                "server {args:?} was expected to fail at startup but listens on {}",
+                server.addr()
+            ),
+            Err(StartFailure {
+                status: Some(status),
+                stderr,
+                ..
+            }) => (status, stderr),
             Err(failure) => panic!("server {args:?} was expected to fail at startup: {failure}"),
         }
     }
@@ -137,17 +147,38 @@ impl ServerGuard {
             let status = guard.wait_exit(Duration::from_secs(5));
             guard.kill();
             // The pipes close once every holder is gone; then stderr is whole.
-            poll_until(Duration::from_secs(5), || guard.stderr_closed.load(Ordering::SeqCst));
-            StartFailure { status, stderr: guard.stderr(), why }
+            poll_until(Duration::from_secs(5), || {
+                guard.stderr_closed.load(Ordering::SeqCst)
+            });
+            StartFailure {
+                status,
+                stderr: guard.stderr(),
+                why,
+            }
         };
         let line = match first_line_rx.recv_timeout(STARTUP_DEADLINE) {
             Ok(Some(line)) => line,
-            Ok(None) => return Err(failure(&guard, "stdout closed without a listening line".into())),
-            Err(_) => return Err(failure(&guard, format!("no listening line within {STARTUP_DEADLINE:?}"))),
+            Ok(None) => {
+                return Err(failure(
+                    &guard,
+                    "stdout closed without a listening line".into(),
+                ))
+            }
+            Err(_) => {
+                return Err(failure(
+                    &guard,
+                    format!("no listening line within {STARTUP_DEADLINE:?}"),
+                ))
+            }
         };
         match parse_listening_line(&line) {
             Some(addr) => guard.addr = addr,
-            None => return Err(failure(&guard, format!("unexpected first stdout line {line:?}"))),
+            None => {
+                return Err(failure(
+                    &guard,
+                    format!("unexpected first stdout line {line:?}"),
+                ))
+            }
         }
         Ok(guard)
     }
@@ -241,7 +272,9 @@ pub struct StartFailure {
 
 impl std::fmt::Display for StartFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let status = self.status.map_or_else(|| "still running, killed".to_string(), describe);
+        let status = self
+            .status
+            .map_or_else(|| "still running, killed".to_string(), describe);
         write!(f, "{} ({status}); stderr:\n{}", self.why, self.stderr)
     }
 }
@@ -256,7 +289,11 @@ impl Drop for ServerGuard {
 
 /// Copies everything from `pipe` into `sink` on a thread, and sets `closed`
 /// at end of file.
-fn drain_into(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<Vec<u8>>>, closed: Arc<AtomicBool>) {
+fn drain_into(
+    mut pipe: impl Read + Send + 'static,
+    sink: Arc<Mutex<Vec<u8>>>,
+    closed: Arc<AtomicBool>,
+) {
     std::thread::spawn(move || {
         let mut chunk = [0u8; 4096];
         loop {
@@ -373,14 +410,24 @@ pub fn parse_response(buf: &[u8], head_only: bool) -> Result<Option<(RawResponse
     let head_len = match response.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(format!("unparsable response ({e}): {:?}", String::from_utf8_lossy(buf))),
+        Err(e) => {
+            return Err(format!(
+                "unparsable response ({e}): {:?}",
+                String::from_utf8_lossy(buf)
+            ))
+        }
     };
     // httparse fills the code on Complete.
     let status = response.code.unwrap_or(0);
     let headers: Vec<(String, String)> = response
         .headers
         .iter()
-        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
         .collect();
     let content_length = headers
         .iter()
@@ -397,7 +444,14 @@ pub fn parse_response(buf: &[u8], head_only: bool) -> Result<Option<(RawResponse
         return Ok(None);
     }
     let body = buf[head_len..head_len + body_len].to_vec();
-    Ok(Some((RawResponse { status, headers, body }, head_len + body_len)))
+    Ok(Some((
+        RawResponse {
+            status,
+            headers,
+            body,
+        },
+        head_len + body_len,
+    )))
 }
 
 /// Parses every complete response in `buf`, in order (none of them HEAD).
@@ -409,7 +463,12 @@ pub fn parse_all_responses(mut buf: &[u8]) -> Result<Vec<RawResponse>, String> {
                 responses.push(response);
                 buf = &buf[used..];
             }
-            None => return Err(format!("trailing partial response: {:?}", String::from_utf8_lossy(buf))),
+            None => {
+                return Err(format!(
+                    "trailing partial response: {:?}",
+                    String::from_utf8_lossy(buf)
+                ))
+            }
         }
     }
     Ok(responses)
@@ -427,7 +486,10 @@ impl RawClient {
     /// Connects to `addr`.
     pub fn connect(addr: SocketAddr) -> RawClient {
         let stream = TcpStream::connect(addr).expect("connecting to the server");
-        RawClient { stream, buf: Vec::new() }
+        RawClient {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     /// Sends `bytes`.
@@ -445,7 +507,11 @@ impl RawClient {
         self.read_response_to(timeout, true)
     }
 
-    fn read_response_to(&mut self, timeout: Duration, head_only: bool) -> Result<RawResponse, String> {
+    fn read_response_to(
+        &mut self,
+        timeout: Duration,
+        head_only: bool,
+    ) -> Result<RawResponse, String> {
         let end = Instant::now() + timeout;
         let mut chunk = [0u8; 16 * 1024];
         loop {
@@ -470,7 +536,9 @@ impl RawClient {
                 }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    continue
+                }
                 Err(e) => return Err(format!("reading the response: {e}")),
             }
         }
@@ -514,12 +582,19 @@ pub fn proc_stat(pid: i32) -> Option<ProcStat> {
     let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
-    Some(ProcStat { pid, state, ppid, pgrp })
+    Some(ProcStat {
+        pid,
+        state,
+        ppid,
+        pgrp,
+    })
 }
 
 /// Every process visible in /proc.
 pub fn all_processes() -> Vec<ProcStat> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
@@ -538,7 +613,10 @@ pub fn children(pid: i32) -> Vec<(i32, char)> {
 
 /// How many children of `pid` are zombies.
 pub fn zombies(pid: i32) -> usize {
-    children(pid).iter().filter(|(_, state)| *state == 'Z').count()
+    children(pid)
+        .iter()
+        .filter(|(_, state)| *state == 'Z')
+        .count()
 }
 
 /// Children of `pid` that are not zombies.
@@ -566,12 +644,17 @@ pub fn fd_count(pid: i32) -> usize {
 
 /// The inodes of the sockets `pid` has open (`socket:[INODE]` links).
 pub fn socket_inodes(pid: i32) -> Vec<u64> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
     dir.filter_map(Result::ok)
         .filter_map(|entry| std::fs::read_link(entry.path()).ok())
         .filter_map(|target| {
             let text = target.to_str()?.to_string();
-            text.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+            text.strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
         })
         .collect()
 }
@@ -579,7 +662,10 @@ pub fn socket_inodes(pid: i32) -> Vec<u64> {
 /// A port that was free a moment ago (bound with port 0, then released).
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    listener.local_addr().expect("local address of a bound listener").port()
+    listener
+        .local_addr()
+        .expect("local address of a bound listener")
+        .port()
 }
 
 /// A blocking reqwest client with no proxy and a generous timeout, that
