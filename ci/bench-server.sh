@@ -23,6 +23,10 @@
 #                     SERVER_CMD='python3 ci/conformance_app.py --port 0'
 #   STARTUP_TIMEOUT   seconds to wait for the listening line (default 30)
 #   CARGO_TARGET_DIR  honoured as by cargo, to find the built binary
+#   BASELINE=0        skip the C baseline: by default ci/bench/fork_server.c (a plain C
+#                     fork-per-connection server) is built with gcc and measured with
+#                     Connection: close right after, so the figure can be read against
+#                     what this machine gives a minimal forking server at that moment
 #
 # Exit status: 0 done (targets only reported), 1 below target with BENCH_ENFORCE=1,
 # 2 the benchmark could not run (no wrk, build failed, server did not start, ...).
@@ -38,6 +42,7 @@ readonly KEEPALIVE_TARGET="${KEEPALIVE_TARGET:-30000}"
 readonly STARTUP_TIMEOUT="${STARTUP_TIMEOUT:-30}"
 readonly BENCH_ENFORCE="${BENCH_ENFORCE:-0}"
 readonly SERVER_CMD="${SERVER_CMD:-}"
+readonly BASELINE="${BASELINE:-1}"
 
 die() {
     echo "bench-server: error: $*" >&2
@@ -118,9 +123,12 @@ start_server() {
     # runs writes its own pid, i.e. the group id, before exec'ing the server, so the
     # id is right whether or not setsid had to fork to get there.
     local pid_file="$WORK_DIR/server.pid"
+    rm -f -- "$pid_file" "$WORK_DIR/server.out" "$WORK_DIR/server.err"
     (cd "$REPO_ROOT" && exec setsid bash -c "echo \$\$ >$(printf '%q' "$pid_file"); exec $cmd") \
         >"$WORK_DIR/server.out" 2>"$WORK_DIR/server.err" </dev/null &
     local launcher=$! pid="" i
+    # Not a job of ours: killing its group later must not make bash report it.
+    disown "$launcher" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do
         pid="$(cat "$pid_file" 2>/dev/null || true)"
         [[ "$pid" =~ ^[0-9]+$ ]] && break
@@ -212,6 +220,18 @@ for mode in connection-close keep-alive; do
         below=1
     fi
 done
+
+if [[ "$BASELINE" == 1 ]] && command -v gcc >/dev/null 2>&1; then
+    # Stop the reference server, then measure the C yardstick the same way.
+    kill -KILL -- "-$SERVER_PGID" 2>/dev/null || true
+    SERVER_PGID=""
+    gcc -O2 -o "$WORK_DIR/fork_server" "$REPO_ROOT/ci/bench/fork_server.c" || die "gcc failed on ci/bench/fork_server.c"
+    start_server "$(printf '%q' "$WORK_DIR/fork_server")"
+    run_wrk c-baseline -H "Connection: close"
+    echo
+    echo "c-baseline connection-close: ${RPS[c-baseline]} req/s (plain C fork-per-connection server)"
+    echo "reference/C connection-close: $((100 * RPS[connection-close] / RPS[c-baseline]))%"
+fi
 
 if ((below)) && [[ "$BENCH_ENFORCE" == 1 ]]; then
     echo "bench-server: below target and BENCH_ENFORCE=1: failing" >&2

@@ -47,6 +47,9 @@ impl Route {
     }
 }
 
+/// Decides whether a 200 response really comes from the conformance app.
+type Judge = dyn Fn(&client::Response) -> bool + Sync;
+
 /// Which routes the server serves, found by asking it.
 #[derive(Clone, Debug, Default)]
 pub struct Capabilities {
@@ -78,35 +81,39 @@ impl Capabilities {
     pub fn probe(server: &ServerInstance) -> Capabilities {
         let addr = server.addr();
         let timeout = Duration::from_secs(3);
-        let ok = |path: &str, judge: &dyn Fn(&client::Response) -> bool| {
+        let ok = |path: &str, judge: &Judge| {
             client::get(addr, path, timeout)
                 .map(|r| r.status == 200 && judge(&r))
                 .unwrap_or(false)
         };
-        let mut served = BTreeMap::new();
-        served.insert(Route::Sleep.path(), ok("/sleep?ms=1", &|_| true));
-        served.insert(
-            Route::Echo.path(),
-            ok("/echo/probe?x=1", &|r| {
-                serde_json::from_slice::<serde_json::Value>(&r.body)
-                    .ok()
-                    .and_then(|v| {
-                        v.get("REQUEST_METHOD")
-                            .and_then(|m| m.as_str().map(|m| m == "GET"))
-                    })
-                    .unwrap_or(false)
-            }),
-        );
-        served.insert(
-            Route::Pid.path(),
-            ok("/pid", &|r| {
-                std::str::from_utf8(&r.body).is_ok_and(|b| b.trim().parse::<u32>().is_ok())
-            }),
-        );
-        served.insert(
-            Route::Bytes.path(),
-            ok("/bytes?n=16", &|r| r.body.len() == 16),
-        );
+        // The four routes are asked at once: a server that answers none of
+        // them costs one timeout, not four.
+        let echo = |r: &client::Response| {
+            serde_json::from_slice::<serde_json::Value>(&r.body)
+                .ok()
+                .and_then(|v| {
+                    v.get("REQUEST_METHOD")
+                        .and_then(|m| m.as_str().map(|m| m == "GET"))
+                })
+                .unwrap_or(false)
+        };
+        let pid = |r: &client::Response| {
+            std::str::from_utf8(&r.body).is_ok_and(|b| b.trim().parse::<u32>().is_ok())
+        };
+        let bytes = |r: &client::Response| r.body.len() == 16;
+        let any = |_: &client::Response| true;
+        let probes: [(Route, &str, &Judge); 4] = [
+            (Route::Sleep, "/sleep?ms=1", &any),
+            (Route::Echo, "/echo/probe?x=1", &echo),
+            (Route::Pid, "/pid", &pid),
+            (Route::Bytes, "/bytes?n=16", &bytes),
+        ];
+        let answers = crate::checks::in_parallel(probes.len(), |i| ok(probes[i].1, probes[i].2));
+        let served = probes
+            .iter()
+            .zip(answers)
+            .map(|((route, _, _), served)| (route.path(), served))
+            .collect();
         Capabilities { served }
     }
 }

@@ -161,7 +161,7 @@ fn burst(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let barrier = Barrier::new(BURST);
     let fates = in_parallel(BURST, |_| {
         let start = Instant::now();
-        let connection = client::Conn::connect(addr, Duration::from_secs(5));
+        let connection = client::Conn::connect(addr, super::load::REQUEST_TIMEOUT);
         // All connections are open (or failed) before any request is sent.
         barrier.wait();
         let mut conn = match connection {
@@ -174,7 +174,7 @@ fn burst(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
             Err(error) => return Fate::Unanswered(error.to_string()),
         };
         let request = b"GET / HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n";
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + super::load::REQUEST_TIMEOUT;
         match conn
             .send(request)
             .and_then(|()| conn.read_response(deadline, false))

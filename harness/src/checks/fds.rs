@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::{in_parallel, poll_until, start_failed, CheckDef, Ctx};
+use super::{load, poll_until, start_failed, CheckDef, Ctx};
 use crate::check::CheckResult;
 use crate::client::{self, Conn};
 use crate::probe::{Model, Route};
@@ -73,23 +73,19 @@ fn leak(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
             return result.error(format!("cannot read the server's descriptors: {error}"))
         }
     };
-    let failures: usize = in_parallel(4, |_| {
-        (0..LEAK_REQUESTS / 4)
-            .filter(|_| client::get(addr, "/", Duration::from_secs(5)).is_err())
-            .count()
-    })
-    .into_iter()
-    .sum();
+    let load = load::streams(addr, "/", 4, LEAK_REQUESTS / 4);
     let limit = before.len() + TOLERANCE;
     let returned = poll_until(settle, || count() <= limit);
     let after = procfs::fds(pid).unwrap_or_default();
-    let result = result
-        .figure("requests", LEAK_REQUESTS)
-        .figure("failed_requests", failures)
+    let result = load
+        .describe(result)
         .figure("before", before.len())
         .figure("after", after.len())
         .figure("tolerance", TOLERANCE);
     if returned {
+        if !load.complete() {
+            return load.incomplete(result);
+        }
         return result.pass(format!(
             "{} descriptors before, {} after {LEAK_REQUESTS} requests",
             before.len(),
@@ -139,15 +135,16 @@ fn close_eof(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     ];
     let mut result = result.figure("limit_ms", limit.as_millis() as u64);
     let mut missing = Vec::new();
-    for (name, request) in probes {
-        let outcome = (|| {
-            let mut conn = Conn::connect(addr, Duration::from_secs(5))?;
-            conn.send(request)?;
-            conn.read_response(Instant::now() + Duration::from_secs(5), false)?;
-            let done = Instant::now();
-            let eof = conn.wait_eof(done + limit)?;
-            Ok::<_, client::ClientError>((eof, done.elapsed()))
-        })();
+    // Both at once: a server that never answers costs one timeout.
+    let outcomes = super::in_parallel(probes.len(), |i| {
+        let mut conn = Conn::connect(addr, load::REQUEST_TIMEOUT)?;
+        conn.send(probes[i].1)?;
+        conn.read_response(Instant::now() + load::REQUEST_TIMEOUT, false)?;
+        let done = Instant::now();
+        let eof = conn.wait_eof(done + limit)?;
+        Ok::<_, client::ClientError>((eof, done.elapsed()))
+    });
+    for (&(name, _), outcome) in probes.iter().zip(outcomes) {
         match outcome {
             Ok((true, after)) => {
                 result = result.figure(format!("{name}_eof_ms"), after.as_millis() as u64)

@@ -8,10 +8,12 @@
 //! - [`fds`]: descriptor leaks and sockets held open.
 //! - [`signals`]: EINTR storms and SIGPIPE.
 //! - [`lifecycle`]: startup, restart on the same port, SIGTERM.
+//! - [`load`]: the requests the checks send, bounded so a dead server costs little.
 
 pub mod concurrency;
 pub mod fds;
 pub mod lifecycle;
+pub mod load;
 pub mod process;
 pub mod signals;
 

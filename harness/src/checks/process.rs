@@ -7,9 +7,8 @@
 
 use std::time::Duration;
 
-use super::{in_parallel, poll_until, start_failed, CheckDef, Ctx};
+use super::{load, poll_until, start_failed, CheckDef, Ctx};
 use crate::check::CheckResult;
-use crate::client;
 use crate::procfs::{self, ProcStat};
 
 /// The checks of this group.
@@ -53,45 +52,27 @@ fn live_descendants(pid: i32) -> Vec<ProcStat> {
         .collect()
 }
 
-/// Sends `n` simultaneous `Connection: close` requests; returns how many failed.
-fn burst_of(addr: std::net::SocketAddr, n: usize) -> usize {
-    let barrier = std::sync::Barrier::new(n);
-    in_parallel(n, |_| {
-        let conn = client::Conn::connect(addr, Duration::from_secs(5));
-        barrier.wait();
-        let Ok(mut conn) = conn else { return 1 };
-        let request = b"GET / HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n";
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        match conn
-            .send(request)
-            .and_then(|()| conn.read_response(deadline, false))
-        {
-            Ok(Some(_)) => 0,
-            _ => 1,
-        }
-    })
-    .into_iter()
-    .sum()
-}
-
 fn zombies(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let settle = ctx.settings.settle;
     let (pid, addr) = match ctx.server() {
         Ok(server) => (server.pid(), server.addr()),
         Err(error) => return start_failed(result, &error),
     };
-    let sequential_failures = (0..SEQUENTIAL)
-        .filter(|_| client::get(addr, "/", Duration::from_secs(5)).is_err())
-        .count();
-    let burst_failures = burst_of(addr, BURST);
+    let mut load = load::sequential(addr, "/", SEQUENTIAL);
+    if load.complete() {
+        load = load::burst(addr, BURST);
+        load.answered += SEQUENTIAL;
+    }
     let settled = poll_until(settle, || zombies_of(pid).is_empty());
     let left = zombies_of(pid);
-    let result = result
-        .figure("requests", SEQUENTIAL + BURST)
-        .figure("failed_requests", sequential_failures + burst_failures)
+    let result = load
+        .describe(result)
         .figure("zombies", left.len())
         .figure("settle_ms", settle.as_millis() as u64);
     if settled && left.is_empty() {
+        if !load.complete() {
+            return load.incomplete(result);
+        }
         return result.pass(format!("no zombies after {} requests", SEQUENTIAL + BURST));
     }
     let pids: Vec<String> = left.iter().map(|p| p.pid.to_string()).collect();
@@ -119,18 +100,24 @@ fn children_exit(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         idle = now;
         stable
     });
-    let failures = burst_of(addr, 20)
-        + (0..10)
-            .filter(|_| client::get(addr, "/", Duration::from_secs(5)).is_err())
-            .count();
+    let mut load = load::burst(addr, 20);
+    if load.complete() {
+        let more = load::sequential(addr, "/", 10);
+        load.answered += more.answered;
+        load.unanswered += more.unanswered;
+        load.errors.extend(more.errors);
+    }
     let returned = poll_until(settle, || live_descendants(pid).len() <= idle);
     let live = live_descendants(pid);
-    let result = result
+    let result = load
+        .describe(result)
         .figure("idle", idle)
         .figure("after", live.len())
-        .figure("failed_requests", failures)
         .figure("settle_ms", settle.as_millis() as u64);
     if returned {
+        if !load.complete() {
+            return load.incomplete(result);
+        }
         return result.pass(format!(
             "{} live descendants after load, {idle} at idle",
             live.len()

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::{in_parallel, start_failed, CheckDef, Ctx};
+use super::{start_failed, CheckDef, Ctx};
 use crate::check::CheckResult;
 use crate::client;
 use crate::probe::Route;
@@ -52,7 +52,7 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     // One complete request first, so the server is back in accept when the
     // storm starts; then spread the storm over a quarter of a second, so the
     // signals land while it waits for the next connection.
-    let _ = client::get(addr, "/", Duration::from_secs(3));
+    let _ = client::get(addr, "/", Duration::from_secs(1));
     let mut sent = 0;
     for _ in 0..STORM {
         if server.signal_leader(Signal::SIGCHLD).is_ok() {
@@ -74,13 +74,7 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (failures, busy_sent) = std::thread::scope(|scope| {
         let clients = scope.spawn(|| {
-            let failures: usize = in_parallel(4, |_| {
-                (0..25)
-                    .filter(|_| client::get(addr, "/", Duration::from_secs(5)).is_err())
-                    .count()
-            })
-            .into_iter()
-            .sum();
+            let failures = super::load::streams(addr, "/", 4, 25).unanswered;
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
             failures
         });
