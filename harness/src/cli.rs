@@ -56,11 +56,7 @@ pub struct LaunchArgs {
 
     /// The server command and its arguments; {port}, {host} and {addr} are substituted.
     /// The server also gets HOST and PORT in its environment.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "SERVER [ARGS]..."
-    )]
+    #[arg(trailing_var_arg = true, value_name = "SERVER [ARGS]...")]
     pub server: Vec<String>,
 }
 
@@ -96,6 +92,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub strict: bool,
 
+    /// Also run the case files in DIR (ids are paths below DIR); repeatable.
+    #[arg(long = "cases", value_name = "DIR")]
+    pub cases: Vec<PathBuf>,
+
     /// Output format on stdout.
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
@@ -124,6 +124,10 @@ pub struct RunArgs {
 /// `harness list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Also list the case files in DIR; repeatable.
+    #[arg(long = "cases", value_name = "DIR")]
+    pub cases: Vec<PathBuf>,
+
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,

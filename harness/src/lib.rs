@@ -11,10 +11,12 @@
 //! - [`client`]: the harness's own small HTTP/1.1 client.
 //! - [`probe`]: capabilities (conformance-app routes) and the process model.
 //! - [`checks`]: the process checks, by group.
+//! - [`cases`]: the HTTP/1.1 and gateway cases from `cases/`, sent three ways.
 //! - [`check`]: verdicts, results and totals; [`select`]: `--only`/`--skip`.
 //! - [`runner`]: runs the groups in parallel, each on a fresh server.
 //! - [`report`]: human, JSON and JUnit reporters over one event stream.
 
+pub mod cases;
 pub mod check;
 pub mod checks;
 pub mod cli;

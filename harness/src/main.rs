@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use harness::check::Verdict;
-use harness::cli::{Cli, Command, Format, RunArgs};
+use harness::cli::{Cli, Command, Format, ListArgs, RunArgs};
 use harness::exit;
 use harness::report::human::{color_wanted, HumanReporter};
 use harness::report::json::JsonReporter;
@@ -40,18 +40,43 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::List(list) => list_checks(list.format),
+        Command::List(list) => list_checks(list),
         Command::Run(run) => run_checks(*run),
     }
 }
 
-fn list_checks(format: Format) -> ExitCode {
-    let catalog = harness::checks::catalog();
-    match format {
+fn list_checks(list: ListArgs) -> ExitCode {
+    let cases = match harness::cases::load_all(&list.cases) {
+        Ok(cases) => cases,
+        Err(error) => {
+            eprintln!("harness: {error}");
+            return ExitCode::from(exit::USAGE_OR_TARGET);
+        }
+    };
+    // (id, what it checks, routes it needs)
+    let mut rows: Vec<(String, String, Vec<&str>)> = harness::checks::catalog()
+        .iter()
+        .map(|c| {
+            (
+                c.id.to_string(),
+                squeeze(c.requirement),
+                c.needs.iter().map(|r| r.path()).collect(),
+            )
+        })
+        .collect();
+    let checks = rows.len();
+    rows.extend(cases.iter().map(|c| {
+        (
+            c.id.clone(),
+            c.description.clone(),
+            c.needs().iter().map(|r| r.path()).collect(),
+        )
+    }));
+    match list.format {
         Format::Json => {
-            let items: Vec<serde_json::Value> = catalog
+            let items: Vec<serde_json::Value> = rows
                 .iter()
-                .map(|c| serde_json::json!({"id": c.id, "requirement": c.requirement, "needs": c.needs.iter().map(|r| r.path()).collect::<Vec<_>>()}))
+                .map(|(id, text, needs)| serde_json::json!({"id": id, "requirement": text, "needs": needs}))
                 .collect();
             println!(
                 "{}",
@@ -59,11 +84,11 @@ fn list_checks(format: Format) -> ExitCode {
             );
         }
         Format::Human => {
-            let width = catalog.iter().map(|c| c.id.len()).max().unwrap_or(0);
-            for check in &catalog {
-                println!("{:width$}  {}", check.id, squeeze(check.requirement));
+            let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+            for (id, text, _) in &rows {
+                println!("{id:width$}  {text}");
             }
-            println!("{} checks", catalog.len());
+            println!("{checks} process checks, {} cases", cases.len());
         }
     }
     ExitCode::from(exit::SUCCESS)
@@ -81,6 +106,10 @@ fn run_checks(run: RunArgs) -> ExitCode {
     };
     let selection = match Selection::new(&run.only, &run.skip) {
         Ok(selection) => selection,
+        Err(error) => return usage(error.to_string()),
+    };
+    let cases = match harness::cases::load_all(&run.cases) {
+        Ok(cases) => cases,
         Err(error) => return usage(error.to_string()),
     };
     let launch = run.launch;
@@ -130,6 +159,7 @@ fn run_checks(run: RunArgs) -> ExitCode {
             sleep_ms: run.sleep_ms,
             settle: run.settle,
         },
+        cases,
     };
 
     let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();

@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
+use crate::cases::CaseFile;
 use crate::check::{apply_strict, CheckResult, TargetInfo, Totals, Verdict};
 use crate::checks::{catalog, CheckDef, Ctx, Settings};
 use crate::probe::{classify, Capabilities, Model, ModelReport};
@@ -32,6 +33,15 @@ pub struct RunConfig {
     pub strict: bool,
     /// Load settings.
     pub settings: Settings,
+    /// HTTP cases (built-in and `--cases`), before selection.
+    pub cases: Vec<CaseFile>,
+}
+
+/// A unit of work for one worker: a group of checks or of cases, on its own
+/// server instance.
+enum Work<'a> {
+    Checks(Vec<CheckDef>),
+    Cases(Vec<&'a CaseFile>),
 }
 
 /// What a run produced.
@@ -72,7 +82,12 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
         .into_iter()
         .filter(|c| config.selection.includes(c.id))
         .collect();
-    if checks.is_empty() {
+    let cases: Vec<&CaseFile> = config
+        .cases
+        .iter()
+        .filter(|c| config.selection.includes(&c.id))
+        .collect();
+    if checks.is_empty() && cases.is_empty() {
         return Err(RunError::NothingSelected);
     }
     let started = Instant::now();
@@ -97,11 +112,25 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
     reporter
         .event(&Event::RunStarted {
             target: &target,
-            planned: checks.len(),
+            planned: checks.len() + cases.len(),
         })
         .map_err(RunError::Report)?;
 
-    // Group the checks, keeping catalog order.
+    // Cases first, as the longest groups, split by their first id segment
+    // (http, gateway, ...); then the checks by group, in catalog order.
+    let mut work: Vec<Work<'_>> = Vec::new();
+    let mut case_groups: Vec<Vec<&CaseFile>> = Vec::new();
+    for case in &cases {
+        let group = case.id.split('/').next();
+        match case_groups
+            .iter_mut()
+            .find(|g| g[0].id.split('/').next() == group)
+        {
+            Some(existing) => existing.push(case),
+            None => case_groups.push(vec![case]),
+        }
+    }
+    work.extend(case_groups.into_iter().map(Work::Cases));
     let mut groups: Vec<Vec<CheckDef>> = Vec::new();
     for check in &checks {
         match groups.iter_mut().find(|g| g[0].group() == check.group()) {
@@ -109,13 +138,14 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
             None => groups.push(vec![*check]),
         }
     }
+    work.extend(groups.into_iter().map(Work::Checks));
     // A fixed port can hold only one server at a time.
     let jobs = match config.spec.port {
         PortChoice::Fixed(_) => 1,
         PortChoice::Auto => config.jobs.max(1),
     };
 
-    let queue = Mutex::new(groups.into_iter().collect::<VecDeque<_>>());
+    let queue = Mutex::new(work.into_iter().collect::<VecDeque<_>>());
     let (sender, receiver) = mpsc::channel::<CheckResult>();
     let mut results = Vec::new();
     let mut report_error = None;
@@ -125,8 +155,19 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
             let (queue, caps, model) = (&queue, &caps, &model);
             scope.spawn(move || loop {
                 let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
-                let Some(group) = next else { return };
-                run_group(&group, config, caps, model, &sender);
+                match next {
+                    None => return,
+                    Some(Work::Checks(group)) => run_group(&group, config, caps, model, &sender),
+                    Some(Work::Cases(cases)) => {
+                        let sender = Mutex::new(sender.clone());
+                        crate::cases::run::run_cases(&config.spec, caps, &cases, &|result| {
+                            // The receiver lives until every worker is done.
+                            if let Ok(sender) = sender.lock() {
+                                let _ = sender.send(result);
+                            }
+                        });
+                    }
+                }
             });
         }
         drop(sender);
@@ -143,7 +184,11 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
     if let Some(error) = report_error {
         return Err(RunError::Report(error));
     }
-    let order: Vec<&str> = checks.iter().map(|c| c.id).collect();
+    let order: Vec<&str> = cases
+        .iter()
+        .map(|c| c.id.as_str())
+        .chain(checks.iter().map(|c| c.id))
+        .collect();
     results.sort_by_key(|r| {
         order
             .iter()

@@ -1,0 +1,686 @@
+//! Declarative HTTP cases: one TOML file per case, the expectation beside
+//! the input, the id taken from the path. The format is documented in
+//! `cases/README.md`; this module loads and validates it.
+//!
+//! # Layout
+//! - this file: the case model, loading, and the escape grammar of `send`.
+//! - [`run`]: sending a case three ways and judging what came back.
+
+pub mod run;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::probe::Route;
+
+include!(concat!(env!("OUT_DIR"), "/builtin_cases.rs"));
+
+/// Most bytes a case may send in all.
+pub const MAX_SEND: usize = 1 << 20;
+
+/// Whether a case checks a MUST or a SHOULD.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum Level {
+    /// A MUST of the RFC.
+    #[default]
+    #[serde(rename = "MUST")]
+    Must,
+    /// A SHOULD of the RFC.
+    #[serde(rename = "SHOULD")]
+    Should,
+}
+
+/// How the bytes of a case are delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Each chunk in one write.
+    Whole,
+    /// One byte per write (the first 4 KiB).
+    Bytewise,
+    /// All chunks joined and cut at a random point, in two writes.
+    Split,
+}
+
+impl Mode {
+    /// Every mode, in the order they run.
+    pub const ALL: [Mode; 3] = [Mode::Whole, Mode::Bytewise, Mode::Split];
+
+    /// The name reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Whole => "whole",
+            Mode::Bytewise => "bytewise",
+            Mode::Split => "split",
+        }
+    }
+}
+
+/// A status an outcome accepts: one code, or a class like `4xx`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusMatch {
+    /// Exactly this code.
+    Code(u16),
+    /// Any code of this hundred (4 for `4xx`).
+    Class(u16),
+}
+
+impl StatusMatch {
+    /// Whether `status` is accepted.
+    pub fn matches(self, status: u16) -> bool {
+        match self {
+            StatusMatch::Code(code) => status == code,
+            StatusMatch::Class(class) => status / 100 == class,
+        }
+    }
+}
+
+impl fmt::Display for StatusMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatusMatch::Code(code) => write!(f, "{code}"),
+            StatusMatch::Class(class) => write!(f, "{class}xx"),
+        }
+    }
+}
+
+/// What the connection did after the responses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionState {
+    /// The server closed it.
+    Closed,
+    /// The server still served another request on it.
+    Kept,
+}
+
+/// One acceptable outcome; every named field must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Status of the first final response.
+    pub status: Option<StatusMatch>,
+    /// Statuses of all final responses, in order.
+    pub statuses: Option<Vec<StatusMatch>>,
+    /// Number of final responses.
+    pub responses: Option<usize>,
+    /// Closed or kept.
+    pub connection: Option<ConnectionState>,
+    /// 1xx statuses before the first final response.
+    pub interim: Option<Vec<u16>>,
+    /// Meta-variables the app must have seen (values already decoded to text).
+    pub echo: BTreeMap<String, String>,
+    /// Meta-variables that must be absent.
+    pub absent: Vec<String>,
+}
+
+impl Outcome {
+    /// How many final responses this outcome needs to be judged.
+    pub fn responses_needed(&self) -> usize {
+        self.statuses
+            .as_ref()
+            .map(Vec::len)
+            .or(self.responses)
+            .unwrap_or(usize::from(
+                self.status.is_some() || !self.echo.is_empty() || !self.absent.is_empty(),
+            ))
+    }
+
+    /// Whether the outcome reads `/echo` output.
+    pub fn needs_echo(&self) -> bool {
+        !self.echo.is_empty() || !self.absent.is_empty()
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(status) = self.status {
+            parts.push(format!("status {status}"));
+        }
+        if let Some(statuses) = &self.statuses {
+            let list: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+            parts.push(format!("statuses [{}]", list.join(", ")));
+        }
+        if let Some(n) = self.responses {
+            parts.push(format!("{n} responses"));
+        }
+        if let Some(interim) = &self.interim {
+            parts.push(format!("interim {interim:?}"));
+        }
+        if let Some(state) = self.connection {
+            parts.push(match state {
+                ConnectionState::Closed => "closed".into(),
+                ConnectionState::Kept => "kept".into(),
+            });
+        }
+        if !self.echo.is_empty() {
+            let keys: Vec<&str> = self.echo.keys().map(String::as_str).collect();
+            parts.push(format!("echo of {}", keys.join(", ")));
+        }
+        if !self.absent.is_empty() {
+            parts.push(format!("without {}", self.absent.join(", ")));
+        }
+        if parts.is_empty() {
+            parts.push("anything".into());
+        }
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// One case, loaded and validated.
+#[derive(Clone, Debug)]
+pub struct CaseFile {
+    /// `http/<folder>/<stem>`: the path below the cases root, without `.toml`.
+    pub id: String,
+    /// Where it was loaded from (`builtin:` for embedded cases).
+    pub origin: String,
+    /// One line: what the case sends.
+    pub description: String,
+    /// Section and sentence checked.
+    pub requirement: String,
+    /// MUST or SHOULD.
+    pub level: Level,
+    /// The chunks, decoded.
+    pub send: Vec<Vec<u8>>,
+    /// Pause between chunks in `whole` mode, in ms.
+    pub pause_ms: u64,
+    /// Modes to run.
+    pub modes: Vec<Mode>,
+    /// Whether the responses answer HEAD requests.
+    pub head: bool,
+    /// What to do on failure.
+    pub hint: Option<String>,
+    /// Outcomes for pass.
+    pub pass: Vec<Outcome>,
+    /// Outcomes for warn.
+    pub warn: Vec<Outcome>,
+}
+
+impl CaseFile {
+    /// All chunks joined.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.send.concat()
+    }
+
+    /// The routes the case cannot run without.
+    pub fn needs(&self) -> Vec<Route> {
+        if self.pass.iter().chain(&self.warn).any(Outcome::needs_echo) {
+            vec![Route::Echo]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// How many final responses to wait for.
+    pub fn responses_needed(&self) -> usize {
+        self.pass
+            .iter()
+            .chain(&self.warn)
+            .map(Outcome::responses_needed)
+            .max()
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// The hint shown on failure.
+    pub fn hint(&self) -> String {
+        self.hint.clone().unwrap_or_else(|| {
+            let outcomes: Vec<String> = self.pass.iter().map(|o| o.to_string()).collect();
+            format!(
+                "A conforming server answers with: {}.",
+                outcomes.join("; or ")
+            )
+        })
+    }
+}
+
+/// Why a case file could not be loaded.
+#[derive(Debug)]
+pub enum CaseError {
+    /// A folder or file could not be read.
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the format.
+    Format {
+        /// The file.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Two files give the same id.
+    DuplicateId {
+        /// The id.
+        id: String,
+        /// The first file.
+        first: String,
+        /// The second file.
+        second: String,
+    },
+}
+
+impl fmt::Display for CaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaseError::Read { path, source } => write!(f, "reading {}: {source}", path.display()),
+            CaseError::Format { origin, message } => write!(f, "{origin}: {message}"),
+            CaseError::DuplicateId { id, first, second } => {
+                write!(f, "case id {id} is given by both {first} and {second}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CaseError {}
+
+/// Decodes the escape grammar of `send`: `\r \n \t \\ \xNN`; any other
+/// backslash sequence is an error naming the offset.
+pub fn decode_escapes(text: &str) -> Result<Vec<u8>, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        match bytes.get(i + 1) {
+            Some(b'r') => out.push(b'\r'),
+            Some(b'n') => out.push(b'\n'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'x') => {
+                let hex = bytes
+                    .get(i + 2..i + 4)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                match hex
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .filter(|_| hex.is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())))
+                {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 4;
+                        continue;
+                    }
+                    None => return Err(format!("\\x at offset {i} needs two hex digits")),
+                }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "unknown escape \\{} at offset {i} (use \\r \\n \\t \\\\ or \\xNN)",
+                    char::from(*other)
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "lone backslash at the end (offset {i}); write \\\\ for a backslash"
+                ))
+            }
+        }
+        i += 2;
+    }
+    Ok(out)
+}
+
+/// Bytes to text one to one (ISO-8859-1), as WSGI and the reference gateway map them.
+pub fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    description: String,
+    requirement: String,
+    #[serde(default)]
+    level: Level,
+    send: Vec<RawChunk>,
+    #[serde(default)]
+    pause_ms: u64,
+    modes: Option<Vec<Mode>>,
+    #[serde(default)]
+    head: bool,
+    hint: Option<String>,
+    expect: RawExpect,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawChunk {
+    Text(String),
+    Repeat { repeat: String, times: usize },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    pass: Vec<RawOutcome>,
+    #[serde(default)]
+    warn: Vec<RawOutcome>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutcome {
+    status: Option<RawStatus>,
+    statuses: Option<Vec<RawStatus>>,
+    responses: Option<usize>,
+    connection: Option<ConnectionState>,
+    interim: Option<Vec<u16>>,
+    #[serde(default)]
+    echo: BTreeMap<String, String>,
+    #[serde(default)]
+    absent: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawStatus {
+    Code(u16),
+    Class(String),
+}
+
+fn status(raw: &RawStatus) -> Result<StatusMatch, String> {
+    match raw {
+        RawStatus::Code(code) if (100..=599).contains(code) => Ok(StatusMatch::Code(*code)),
+        RawStatus::Code(code) => Err(format!("status {code} is not between 100 and 599")),
+        RawStatus::Class(text) => match text.as_bytes() {
+            [d @ b'1'..=b'5', b'x', b'x'] => Ok(StatusMatch::Class(u16::from(d - b'0'))),
+            _ => Err(format!(
+                "status {text:?} is neither a code nor a class like \"4xx\""
+            )),
+        },
+    }
+}
+
+fn outcome(raw: RawOutcome) -> Result<Outcome, String> {
+    let mut echo = BTreeMap::new();
+    for (key, value) in raw.echo {
+        let decoded = decode_escapes(&value).map_err(|e| format!("echo.{key}: {e}"))?;
+        echo.insert(key, latin1(&decoded));
+    }
+    Ok(Outcome {
+        status: raw.status.as_ref().map(status).transpose()?,
+        statuses: raw
+            .statuses
+            .as_ref()
+            .map(|list| list.iter().map(status).collect())
+            .transpose()?,
+        responses: raw.responses,
+        connection: raw.connection,
+        interim: raw.interim,
+        echo,
+        absent: raw.absent,
+    })
+}
+
+/// Parses one case file's text; `id` and `origin` come from its path.
+pub fn parse_case(id: &str, origin: &str, text: &str) -> Result<CaseFile, CaseError> {
+    let bad = |message: String| CaseError::Format {
+        origin: origin.to_string(),
+        message,
+    };
+    let raw: RawCase = toml::from_str(text).map_err(|e| bad(e.to_string().trim().to_string()))?;
+    if raw.description.trim().is_empty() || raw.requirement.trim().is_empty() {
+        return Err(bad("description and requirement must not be empty".into()));
+    }
+    let mut send: Vec<Vec<u8>> = Vec::new();
+    let mut after_repeat = false;
+    let mut total = 0usize;
+    for (i, chunk) in raw.send.iter().enumerate() {
+        let (bytes, is_repeat) = match chunk {
+            RawChunk::Text(text) => (
+                decode_escapes(text).map_err(|e| bad(format!("send[{i}]: {e}")))?,
+                false,
+            ),
+            RawChunk::Repeat { repeat, times } => {
+                let unit =
+                    decode_escapes(repeat).map_err(|e| bad(format!("send[{i}].repeat: {e}")))?;
+                if unit.len().saturating_mul(*times) > MAX_SEND {
+                    return Err(bad(format!(
+                        "send[{i}]: repeat makes more than {MAX_SEND} bytes"
+                    )));
+                }
+                (unit.repeat(*times), true)
+            }
+        };
+        total += bytes.len();
+        match send.last_mut() {
+            // A repeat joins the chunk before it, and the chunk after a
+            // repeat joins it too.
+            Some(last) if is_repeat || after_repeat => last.extend_from_slice(&bytes),
+            _ => send.push(bytes),
+        }
+        after_repeat = is_repeat;
+    }
+    if total == 0 {
+        return Err(bad("send is empty".into()));
+    }
+    if total > MAX_SEND {
+        return Err(bad(format!("send is larger than {MAX_SEND} bytes")));
+    }
+    if raw.expect.pass.is_empty() {
+        return Err(bad("expect.pass needs at least one outcome".into()));
+    }
+    let pass = raw
+        .expect
+        .pass
+        .into_iter()
+        .map(outcome)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    let warn = raw
+        .expect
+        .warn
+        .into_iter()
+        .map(outcome)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    let modes = match raw.modes {
+        Some(modes) if modes.is_empty() => {
+            return Err(bad("modes must name at least one mode".into()))
+        }
+        Some(modes) => modes,
+        None => Mode::ALL.to_vec(),
+    };
+    Ok(CaseFile {
+        id: id.to_string(),
+        origin: origin.to_string(),
+        description: raw.description.trim().to_string(),
+        requirement: raw.requirement.trim().to_string(),
+        level: raw.level,
+        send,
+        pause_ms: raw.pause_ms.min(10_000),
+        modes,
+        head: raw.head,
+        hint: raw.hint,
+        pass,
+        warn,
+    })
+}
+
+/// The id of a case from its path below the root: the path without `.toml`.
+fn id_of(relative: &str) -> String {
+    relative
+        .strip_suffix(".toml")
+        .unwrap_or(relative)
+        .to_string()
+}
+
+/// The cases built into the harness.
+pub fn builtin() -> Result<Vec<CaseFile>, CaseError> {
+    BUILTIN_CASES
+        .iter()
+        .map(|(path, text)| parse_case(&id_of(path), &format!("cases/{path}"), text))
+        .collect()
+}
+
+/// The cases in a folder of the user's, ids relative to it.
+pub fn load_dir(root: &Path) -> Result<Vec<CaseFile>, CaseError> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CaseError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| CaseError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        for entry in entries {
+            let path = entry
+                .map_err(|source| CaseError::Read {
+                    path: dir.to_path_buf(),
+                    source,
+                })?
+                .path();
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(root, &mut files)?;
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).map_err(|source| CaseError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let relative = path
+                .strip_prefix(root)
+                .unwrap_or(path)
+                .to_string_lossy()
+                .replace('\\', "/");
+            parse_case(&id_of(&relative), &path.display().to_string(), &text)
+        })
+        .collect()
+}
+
+/// Built-in cases plus the user's folders, with ids checked for uniqueness.
+pub fn load_all(extra: &[PathBuf]) -> Result<Vec<CaseFile>, CaseError> {
+    let mut all = builtin()?;
+    for dir in extra {
+        all.extend(load_dir(dir)?);
+    }
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for case in &all {
+        if let Some(first) = seen.insert(&case.id, &case.origin) {
+            return Err(CaseError::DuplicateId {
+                id: case.id.clone(),
+                first: first.to_string(),
+                second: case.origin.clone(),
+            });
+        }
+    }
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(r"GET / HTTP/1.1\r\n", b"GET / HTTP/1.1\r\n".as_slice())]
+    #[case(r"a\tb\\c", b"a\tb\\c".as_slice())]
+    #[case(r"\x00\x7f\xFF", b"\x00\x7f\xff".as_slice())]
+    #[case("caf\u{e9}", "caf\u{e9}".as_bytes())]
+    fn escapes_decode(#[case] text: &str, #[case] bytes: &[u8]) {
+        assert_eq!(decode_escapes(text).unwrap(), bytes);
+    }
+
+    #[rstest]
+    #[case(r"\q")]
+    #[case(r"\x4")]
+    #[case(r"\xzz")]
+    #[case(r"\x+1")]
+    #[case("trailing\\")]
+    fn bad_escapes_are_errors(#[case] text: &str) {
+        assert!(decode_escapes(text).is_err(), "{text}");
+    }
+
+    const MINIMAL: &str = r#"
+description = "d"
+requirement = "r"
+send = ['GET / HTTP/1.1\r\nHost: a\r\n\r\n']
+[[expect.pass]]
+status = 200
+"#;
+
+    #[test]
+    fn a_minimal_case_loads_with_defaults() {
+        let case = parse_case("http/x/y", "test", MINIMAL).unwrap();
+        assert_eq!(case.modes, Mode::ALL);
+        assert_eq!(case.level, Level::Must);
+        assert_eq!(
+            case.send,
+            vec![b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec()]
+        );
+        assert_eq!(case.pass[0].status, Some(StatusMatch::Code(200)));
+        assert!(case.needs().is_empty());
+    }
+
+    #[test]
+    fn repeat_tables_join_their_neighbours() {
+        let text = MINIMAL.replace(
+            r"send = ['GET / HTTP/1.1\r\nHost: a\r\n\r\n']",
+            r"send = ['GET /', { repeat = 'ab', times = 3 }, ' HTTP/1.1\r\n\r\n', 'X']",
+        );
+        let case = parse_case("t", "test", &text).unwrap();
+        assert_eq!(
+            case.send,
+            vec![b"GET /ababab HTTP/1.1\r\n\r\n".to_vec(), b"X".to_vec()]
+        );
+    }
+
+    #[rstest]
+    #[case::unknown_key("description = 'd'\nrequirement = 'r'\nsend = ['x']\nbogus = 1\n[[expect.pass]]\nstatus = 200\n")]
+    #[case::no_pass("description = 'd'\nrequirement = 'r'\nsend = ['x']\n[expect]\npass = []\n")]
+    #[case::bad_class(
+        "description = 'd'\nrequirement = 'r'\nsend = ['x']\n[[expect.pass]]\nstatus = '4yy'\n"
+    )]
+    #[case::bad_escape(
+        "description = 'd'\nrequirement = 'r'\nsend = ['\\q']\n[[expect.pass]]\nstatus = 200\n"
+    )]
+    #[case::empty_send(
+        "description = 'd'\nrequirement = 'r'\nsend = []\n[[expect.pass]]\nstatus = 200\n"
+    )]
+    #[case::huge_repeat("description = 'd'\nrequirement = 'r'\nsend = [{ repeat = 'a', times = 99999999 }]\n[[expect.pass]]\nstatus = 200\n")]
+    #[case::not_toml("description = ")]
+    fn bad_case_files_are_clear_errors(#[case] text: &str) {
+        let error = parse_case("t", "file.toml", text).unwrap_err();
+        assert!(error.to_string().starts_with("file.toml: "), "{error}");
+    }
+
+    #[test]
+    fn every_builtin_case_loads_and_ids_are_unique() {
+        let cases = load_all(&[]).unwrap();
+        let mut ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), cases.len());
+        for case in &cases {
+            assert!(
+                case.id.starts_with("http/") || case.id.starts_with("gateway/"),
+                "{}",
+                case.id
+            );
+        }
+    }
+
+    #[test]
+    fn echo_values_are_decoded_then_mapped_to_text() {
+        let text = format!("{MINIMAL}[expect.pass.echo]\nbody = '\\x00\\xff'\n");
+        let case = parse_case("t", "test", &text).unwrap();
+        assert_eq!(case.pass[0].echo["body"], "\u{0}\u{ff}");
+        assert_eq!(case.needs(), vec![Route::Echo]);
+    }
+}
