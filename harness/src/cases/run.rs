@@ -408,7 +408,10 @@ impl Shared<'_> {
             .exit_status()
             .map(|s| crate::target::describe_status(&s))
             .unwrap_or_else(|| "unknown status".into());
-        Some((status, server.stderr_tail(10)))
+        Some((
+            status,
+            crate::checks::stderr_excerpt(server.stderr_tail(80)),
+        ))
     }
 }
 
@@ -497,7 +500,7 @@ fn server_exited(shared: &Shared<'_>, case: &CaseFile) -> CheckResult {
                     .exit_status()
                     .map(|s| crate::target::describe_status(&s))
                     .unwrap_or_else(|| "unknown status".into()),
-                server.stderr_tail(10),
+                crate::checks::stderr_excerpt(server.stderr_tail(80)),
             ),
             None => ("unknown status".into(), Vec::new()),
         }

@@ -155,10 +155,41 @@ impl<'a> Ctx<'a> {
             .exit_status()
             .map(|s| s.to_string())
             .unwrap_or_else(|| "unknown status".into());
-        let tail = instance.stderr_tail(10);
+        let tail = stderr_excerpt(instance.stderr_tail(80));
         self.instance = None;
         Some((status, tail))
     }
+}
+
+/// The part of a dead server's stderr worth showing: from the first line
+/// that names the failure (a panic, a traceback, an error) a few lines on,
+/// then the last lines; a long backtrace would otherwise push the cause out.
+pub fn stderr_excerpt(tail: Vec<String>) -> Vec<String> {
+    const MARKERS: [&str; 7] = [
+        "panicked",
+        "Traceback",
+        "error",
+        "Error",
+        "fatal",
+        "Segmentation",
+        "Abort",
+    ];
+    if tail.len() <= 12 {
+        return tail;
+    }
+    let Some(start) = tail
+        .iter()
+        .position(|l| MARKERS.iter().any(|m| l.contains(m)))
+    else {
+        return tail[tail.len() - 10..].to_vec();
+    };
+    let head_end = (start + 6).min(tail.len());
+    let mut lines = tail[start..head_end].to_vec();
+    if head_end < tail.len() - 4 {
+        lines.push(format!("... ({} lines)", tail.len() - 4 - head_end));
+    }
+    lines.extend_from_slice(&tail[(tail.len() - 4).max(head_end)..]);
+    lines
 }
 
 /// Runs `f` on `n` threads at once and collects the results in order.
