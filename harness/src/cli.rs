@@ -29,6 +29,32 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// List every check id with its one-line requirement.
     List(ListArgs),
+    /// Fuzz the server's request parsing with generated and mutated requests.
+    Fuzz(Box<FuzzArgs>),
+}
+
+/// `harness fuzz`.
+#[derive(Debug, Args)]
+pub struct FuzzArgs {
+    /// Launch options.
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+
+    /// Most inputs to try.
+    #[arg(long = "cases", value_name = "N", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub cases: u64,
+
+    /// Seed of the input sequence; the same seed replays the same inputs [default: random].
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+
+    /// Longest the run may take, e.g. 30s or 5m (shrinking a failure may add to it).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub time: Duration,
+
+    /// Where a failing input is written as a case file.
+    #[arg(long, value_name = "DIR", default_value = "cases/regressions")]
+    pub save: PathBuf,
 }
 
 /// How to launch the server under test.

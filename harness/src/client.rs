@@ -305,6 +305,16 @@ impl Conn {
         &self.buf
     }
 
+    /// Waits until the server sends something (kept in the buffer for the
+    /// next [`Conn::read_response`]) or closes: true when bytes arrived,
+    /// false on end of file, reset or `deadline`.
+    pub fn peek_open(&mut self, deadline: Instant) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        matches!(self.read_more(deadline, "the first byte", Instant::now()), Ok(n) if n > 0)
+    }
+
     /// Reads more bytes into `buf` before `deadline`. `Ok(0)` is end of file.
     fn read_more(
         &mut self,

@@ -12,6 +12,7 @@
 //! - [`probe`]: capabilities (conformance-app routes) and the process model.
 //! - [`checks`]: the process checks, by group.
 //! - [`cases`]: the HTTP/1.1 and gateway cases from `cases/`, sent three ways.
+//! - [`fuzz`]: `harness fuzz`, property-based request fuzzing with proptest.
 //! - [`check`]: verdicts, results and totals; [`select`]: `--only`/`--skip`.
 //! - [`runner`]: runs the groups in parallel, each on a fresh server.
 //! - [`report`]: human, JSON and JUnit reporters over one event stream.
@@ -22,6 +23,7 @@ pub mod checks;
 pub mod cli;
 pub mod client;
 pub mod exit;
+pub mod fuzz;
 pub mod interrupt;
 pub mod probe;
 pub mod procfs;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use harness::check::Verdict;
-use harness::cli::{Cli, Command, Format, ListArgs, RunArgs};
+use harness::cli::{Cli, Command, Format, FuzzArgs, LaunchArgs, ListArgs, RunArgs};
 use harness::exit;
 use harness::report::human::{color_wanted, HumanReporter};
 use harness::report::json::JsonReporter;
@@ -42,6 +42,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::List(list) => list_checks(list),
         Command::Run(run) => run_checks(*run),
+        Command::Fuzz(fuzz) => fuzz_server(*fuzz),
     }
 }
 
@@ -112,38 +113,10 @@ fn run_checks(run: RunArgs) -> ExitCode {
         Ok(cases) => cases,
         Err(error) => return usage(error.to_string()),
     };
-    let launch = run.launch;
-    let (program, args, label) = match launch.server.split_first() {
-        Some((program, args)) => (program.into(), args.to_vec(), None),
-        None => match std::env::current_exe() {
-            Ok(exe) => (
-                exe.into_os_string(),
-                vec![REFERENCE_SERVER.to_string()],
-                Some("built-in reference server"),
-            ),
-            Err(error) => {
-                return usage(format!(
-                    "cannot find the harness executable to run the reference server: {error}"
-                ))
-            }
-        },
+    let (spec, command_label) = match target_spec(run.launch) {
+        Ok(target) => target,
+        Err(message) => return usage(message),
     };
-    if let Some(dir) = &launch.cwd {
-        if !dir.is_dir() {
-            return usage(format!("--cwd {}: not a directory", dir.display()));
-        }
-    }
-    let spec = TargetSpec {
-        program,
-        args,
-        env: launch.env,
-        cwd: launch.cwd,
-        host: "127.0.0.1".into(),
-        port: launch.port.map_or(PortChoice::Auto, PortChoice::Fixed),
-        startup_timeout: launch.startup_timeout,
-        grace: launch.grace,
-    };
-    let command_label = label.map_or_else(|| spec.display_command(), str::to_string);
     let jobs = run
         .jobs
         .map(usize::from)
@@ -195,6 +168,117 @@ fn run_checks(run: RunArgs) -> ExitCode {
             } else {
                 exit::SUCCESS
             })
+        }
+    }
+}
+
+/// The target of a run or a fuzz: the given server, or the built-in one.
+/// Returns the spec and the label reports show, or a usage error.
+fn target_spec(launch: LaunchArgs) -> Result<(TargetSpec, String), String> {
+    let (program, args, label) = match launch.server.split_first() {
+        Some((program, args)) => (program.into(), args.to_vec(), None),
+        None => match std::env::current_exe() {
+            Ok(exe) => (
+                exe.into_os_string(),
+                vec![REFERENCE_SERVER.to_string()],
+                Some("built-in reference server"),
+            ),
+            Err(error) => {
+                return Err(format!(
+                    "cannot find the harness executable to run the reference server: {error}"
+                ))
+            }
+        },
+    };
+    if let Some(dir) = &launch.cwd {
+        if !dir.is_dir() {
+            return Err(format!("--cwd {}: not a directory", dir.display()));
+        }
+    }
+    let spec = TargetSpec {
+        program,
+        args,
+        env: launch.env,
+        cwd: launch.cwd,
+        host: "127.0.0.1".into(),
+        port: launch.port.map_or(PortChoice::Auto, PortChoice::Fixed),
+        startup_timeout: launch.startup_timeout,
+        grace: launch.grace,
+    };
+    let label = label.map_or_else(|| spec.display_command(), str::to_string);
+    Ok((spec, label))
+}
+
+fn fuzz_server(args: FuzzArgs) -> ExitCode {
+    let (spec, label) = match target_spec(args.launch) {
+        Ok(target) => target,
+        Err(message) => {
+            eprintln!("harness: {message}");
+            return ExitCode::from(exit::USAGE_OR_TARGET);
+        }
+    };
+    let seed = args.seed.unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        now.as_nanos() as u64 ^ u64::from(std::process::id())
+    });
+    println!("harness fuzz: {label}");
+    println!(
+        "  seed {seed}, up to {} cases or {:?}; failures saved to {}",
+        args.cases,
+        args.time,
+        args.save.display()
+    );
+    let config = harness::fuzz::FuzzConfig {
+        spec,
+        cases: args.cases,
+        seed,
+        time: args.time,
+        save_dir: args.save,
+    };
+    match harness::fuzz::fuzz(&config) {
+        Err(error) => {
+            eprintln!("harness: {error}");
+            ExitCode::from(exit::USAGE_OR_TARGET)
+        }
+        Ok(outcome) => {
+            let rate = outcome.requests as f64 / outcome.elapsed.as_secs_f64().max(0.001);
+            let summary = format!(
+                "{} cases, {} requests in {:.1} s ({rate:.0} req/s)",
+                outcome.cases,
+                outcome.requests,
+                outcome.elapsed.as_secs_f64()
+            );
+            match outcome.failure {
+                None => {
+                    println!("{summary}, no failure");
+                    ExitCode::from(exit::SUCCESS)
+                }
+                Some(failure) => {
+                    println!("FAIL  {}", failure.reason);
+                    if let Some(input) = &failure.input {
+                        println!("      input:   {input}");
+                        println!("      bytes:   '{}'", harness::fuzz::escape(&input.bytes()));
+                    }
+                    println!(
+                        "      seed:    {seed} (batch {}); replay with --seed {seed}",
+                        failure.batch
+                    );
+                    if let Some(path) = &failure.saved {
+                        let dir = path
+                            .parent()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default();
+                        println!(
+                            "      saved:   {} (replay: harness run --cases {dir})",
+                            path.display()
+                        );
+                    }
+                    println!("{summary}, 1 failure");
+                    ExitCode::from(exit::CHECKS_FAILED)
+                }
+            }
         }
     }
 }

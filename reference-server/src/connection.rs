@@ -68,6 +68,9 @@ struct Connection<'a> {
     served: usize,
     /// Reads done so far, for the `single-read` fault.
     reads: usize,
+    /// Whether the request being handled is a HEAD, whose responses, error
+    /// responses included, carry no body (RFC 9110 §9.3.2).
+    head_request: bool,
 }
 
 /// Serves every request on `fd` until the connection ends.
@@ -75,6 +78,9 @@ pub fn serve(fd: OwnedFd, config: &Config, local: SocketAddr, app: &dyn App) {
     let peer = peer_addr(fd.as_raw_fd()).unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     // Bound every write by the read timeout: a client that stops reading a
     // large response must not hold this process forever.
+    // Responses to pipelined requests go out one write each; without
+    // TCP_NODELAY the second waits for the client's delayed ACK of the first.
+    let _ = setsockopt(&fd, sockopt::TcpNoDelay, &true);
     let _ = setsockopt(
         &fd,
         sockopt::SendTimeout,
@@ -91,6 +97,7 @@ pub fn serve(fd: OwnedFd, config: &Config, local: SocketAddr, app: &dyn App) {
         peer,
         served: 0,
         reads: 0,
+        head_request: false,
     };
     connection.run(app);
 }
@@ -113,7 +120,9 @@ impl Connection<'_> {
     fn exchange(&mut self, app: &dyn App) -> Result<bool, Stop> {
         // The client has read_timeout to deliver the whole request.
         let deadline = Instant::now() + self.config.read_timeout;
+        self.head_request = false;
         let head = self.read_head(deadline)?;
+        self.head_request = head.method == "HEAD";
 
         let single_read = self.config.faults.has(Fault::SingleRead);
         let persistence = if !head.keep_alive || single_read {
@@ -347,8 +356,10 @@ impl Connection<'_> {
     fn reject(&mut self, rejection: Rejection) {
         let status = rejection.status;
         let body = format!("{status} {}: {}\n", reason(status), rejection.reason);
+        // A HEAD request that broke a rule still gets no body.
+        let head_only = self.head_request || self.buf.starts_with(b"HEAD ");
         if self
-            .respond(&Response::text(status, body), Persistence::Close, false)
+            .respond(&Response::text(status, body), Persistence::Close, head_only)
             .is_ok()
         {
             self.linger();
