@@ -160,6 +160,20 @@ pub fn parse_head(buf: &[u8], max_body: u64) -> Result<Parsed, Rejection> {
             ));
         }
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        // The version decides between 400 and 505 (and §2.5 below), so judge
+        // it only once the whole request line has arrived.
+        Err(httparse::Error::Version) if !line.contains(&b'\n') => return Ok(Parsed::Partial),
+        Err(httparse::Error::Version) => match higher_minor_version(line) {
+            // RFC 9110 §2.5: a recipient that receives a higher minor version
+            // of a major version it implements SHOULD process the message as
+            // if it were in the highest minor version it implements.
+            Some(at) => {
+                let mut as_http11 = buf.to_vec();
+                as_http11[blank + at] = b'1';
+                return parse_head(&as_http11, max_body);
+            }
+            None => return Err(tokenizer_rejection(httparse::Error::Version, line)),
+        },
         Err(error) => return Err(tokenizer_rejection(error, line)),
     };
     if len > MAX_HEAD {
@@ -262,7 +276,9 @@ fn tokenizer_rejection(error: httparse::Error, request_line: &[u8]) -> Rejection
         ),
         Error::HeaderValue => Rejection::bad_request("control character in a field value (RFC 9110 §5.5)"),
         Error::NewLine => Rejection::bad_request("bare CR or bad line ending (RFC 9112 §2.2)"),
-        Error::Token => Rejection::bad_request("method is not a token (RFC 9110 §9.1)"),
+        Error::Token => Rejection::bad_request(
+            "malformed request line: the method is not a token, or the target or the spaces around it are invalid (RFC 9112 §3)",
+        ),
         _ => Rejection::bad_request("malformed request line (RFC 9112 §3)"),
     }
 }
@@ -283,6 +299,21 @@ fn looks_like_other_version(request_line: &[u8]) -> bool {
         if !method.is_empty() && !target.is_empty()
             && version.len() == 8 && version.starts_with(b"HTTP/")
             && version[5].is_ascii_digit() && version[6] == b'.' && version[7].is_ascii_digit())
+}
+
+/// For a well-formed `HTTP/1.N` request line with N > 1, the offset of N.
+fn higher_minor_version(request_line: &[u8]) -> Option<usize> {
+    if !looks_like_other_version(request_line) {
+        return None;
+    }
+    let end = request_line.iter().position(|&b| b == b'\n')?;
+    let line_end = if end > 0 && request_line[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    };
+    let version = &request_line[line_end - 8..line_end];
+    (version.starts_with(b"HTTP/1.") && version[7] > b'1').then_some(line_end - 1)
 }
 
 /// Classifies and validates the request-target (RFC 9112 §3.2).
@@ -516,6 +547,7 @@ mod tests {
     #[case::custom_method("PURGE /x HTTP/1.1\r\nHost: a\r\n\r\n")]
     #[case::obs_text_value("GET / HTTP/1.1\r\nHost: a\r\nX-Name: caf\u{e9}\r\n\r\n")]
     #[case::tab_in_value("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\tc\r\n\r\n")]
+    #[case::higher_minor_version("GET / HTTP/1.2\r\nHost: a\r\n\r\n")]
     #[case::expect_continue(
         "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"
     )]
@@ -527,7 +559,6 @@ mod tests {
     #[case::no_version("GET /\r\n\r\n", 400)]
     #[case::http09("GET /\r\nHost: a\r\n\r\n", 400)]
     #[case::http2("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505)]
-    #[case::http12("GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505)]
     #[case::lowercase_version("GET / http/1.1\r\nHost: a\r\n\r\n", 400)]
     #[case::double_space("GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400)]
     #[case::tab_separator("GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n", 400)]
@@ -563,6 +594,31 @@ mod tests {
     #[case::unknown_coding("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501)]
     fn invalid_heads_are_rejected(#[case] raw: &str, #[case] status: u16) {
         assert_eq!(parse(raw).map(|_| ()), Err(status), "{raw:?}");
+    }
+
+    #[test]
+    fn a_version_is_judged_only_on_the_whole_line() {
+        // HTTP/2 arriving byte by byte is still 505, not 400.
+        let full = b"GET / HTTP/2.0\r\nHost: a\r\n\r\n";
+        let end = full.iter().position(|&b| b == b'\n').unwrap();
+        for cut in 0..end {
+            assert!(
+                matches!(parse_head(&full[..cut], 0), Ok(Parsed::Partial)),
+                "at {cut}"
+            );
+        }
+        assert_eq!(
+            parse(std::str::from_utf8(full).unwrap()).map(|_| ()),
+            Err(505)
+        );
+        assert_eq!(
+            parse("GET / HTTP/1.9\r\nHost: a\r\n\r\n").unwrap().version,
+            Version::Http11
+        );
+        assert_eq!(
+            parse("GET / HTTP/3.0\r\nHost: a\r\n\r\n").map(|_| ()),
+            Err(505)
+        );
     }
 
     #[test]

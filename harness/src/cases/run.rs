@@ -392,17 +392,33 @@ impl Shared<'_> {
 
     /// If generation `generation` died: its exit status and stderr tail.
     fn died(&self, generation: u64) -> Option<(String, Vec<String>)> {
+        let addr = {
+            let mut guard = self.server.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.1 != generation {
+                return Some(("exited".into(), Vec::new()));
+            }
+            let server = guard.0.as_mut()?;
+            if server.is_alive() {
+                Some(server.addr())
+            } else {
+                None
+            }
+        };
+        // A dying server can close our connection before it is a zombie (a
+        // panic drops sockets while it unwinds): ask it something, outside
+        // the lock. A server that answers is alive.
+        if let Some(addr) = addr {
+            if crate::client::get(addr, "/", RESPONSE_TIMEOUT).is_ok() {
+                return None;
+            }
+        }
         let mut guard = self.server.lock().unwrap_or_else(|p| p.into_inner());
         if guard.1 != generation {
             return Some(("exited".into(), Vec::new()));
         }
         let server = guard.0.as_mut()?;
-        if server.is_alive() {
-            // A dying server closes its sockets before it is a zombie.
-            let _ = crate::checks::poll_until(Duration::from_millis(100), || !server.is_alive());
-            if server.is_alive() {
-                return None;
-            }
+        if !crate::checks::poll_until(Duration::from_millis(500), || !server.is_alive()) {
+            return None;
         }
         let status = server
             .exit_status()
