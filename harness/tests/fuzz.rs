@@ -41,15 +41,16 @@ impl Drop for SaveDir {
     }
 }
 
-fn fuzz(save: &SaveDir, seed: &str, server: &[&str]) -> Output {
+/// A bounded fuzz run: at most `cases` inputs and `time`.
+fn fuzz(save: &SaveDir, seed: &str, cases: &str, time: &str, server: &[&str]) -> Output {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let mut command = Command::new(harness());
     command.args([
         "fuzz",
         "--cases",
-        "3000",
+        cases,
         "--time",
-        "20s",
+        time,
         "--seed",
         seed,
         "--save",
@@ -154,11 +155,8 @@ fn a_crash_on_a_malformed_request_line_is_found_saved_and_replayed() {
 #[test]
 fn a_server_that_trusts_one_read_is_caught_with_a_mismatch() {
     let save = SaveDir::new("single-read");
-    let output = fuzz(
-        &save,
-        "3",
-        &[harness(), "__reference-server", "--fault", "single-read"],
-    );
+    let server = [harness(), "__reference-server", "--fault", "single-read"];
+    let output = fuzz(&save, "3", "3000", "30s", &server);
     let report = text(&output);
     assert_eq!(output.status.code(), Some(1), "{report}");
     assert!(report.contains("FAIL"), "{report}");
