@@ -12,7 +12,7 @@
 //! the dispositions between fork and exec.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,6 +31,11 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Set by the first successful [`install`].
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// The stop signal that arrived (0: none yet). Set before any server is
+/// stopped, so that the main thread can tell a server killed by the
+/// interrupt from a server that failed.
+static INTERRUPTED_BY: AtomicI32 = AtomicI32::new(0);
 
 /// Why the interrupt handling could not be set up.
 #[derive(Debug)]
@@ -103,6 +108,7 @@ pub fn install() -> Result<(), InterruptError> {
 
 /// Stops every registered server and exits with `128 + signal number`.
 fn on_signal(sig: Signal) -> ! {
+    INTERRUPTED_BY.store(sig as i32, Ordering::SeqCst);
     let count = target::lock_registry(target::registry()).len();
     eprintln!(
         "\nharness: {} received, stopping {count} server(s)",
@@ -110,6 +116,20 @@ fn on_signal(sig: Signal) -> ! {
     );
     kill_all_registered();
     std::process::exit(128 + sig as i32);
+}
+
+/// Never returns once a stop signal has arrived: from then on the interrupt
+/// thread owns the ending (it stops the servers, then exits with 128 + the
+/// signal number). The main thread calls this before it reports anything or
+/// exits; otherwise it could see its servers die of the interrupt, report
+/// them as failed, and exit with 1 or 2 before the interrupt thread is done.
+pub fn wait_if_interrupted() {
+    if INTERRUPTED_BY.load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    loop {
+        thread::park();
+    }
 }
 
 /// SIGTERM to every registered server group, up to ~1 s for them to exit,

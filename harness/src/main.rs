@@ -150,9 +150,11 @@ fn run_checks(run: RunArgs) -> ExitCode {
     if let Some(path) = run.junit {
         reporters.push(Box::new(JunitReporter::new(path)));
     }
-    let mut reporter = Fanout::new(reporters);
+    let mut reporter = InterruptGate(Fanout::new(reporters));
 
-    match runner::run(&config, &mut reporter) {
+    let outcome = runner::run(&config, &mut reporter);
+    harness::interrupt::wait_if_interrupted();
+    match outcome {
         Err(error) => usage(error.to_string()),
         Ok(outcome) => {
             if let Some(error) = outcome.start_error {
@@ -237,7 +239,9 @@ fn fuzz_server(args: FuzzArgs) -> ExitCode {
         time: args.time,
         save_dir: args.save,
     };
-    match harness::fuzz::fuzz(&config) {
+    let outcome = harness::fuzz::fuzz(&config);
+    harness::interrupt::wait_if_interrupted();
+    match outcome {
         Err(error) => {
             eprintln!("harness: {error}");
             ExitCode::from(exit::USAGE_OR_TARGET)
@@ -280,5 +284,16 @@ fn fuzz_server(args: FuzzArgs) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Holds back every report once a stop signal has arrived: results measured
+/// while the interrupt was killing the servers are not the servers' fault.
+struct InterruptGate(Fanout);
+
+impl Reporter for InterruptGate {
+    fn event(&mut self, event: &harness::report::Event<'_>) -> std::io::Result<()> {
+        harness::interrupt::wait_if_interrupted();
+        self.0.event(event)
     }
 }

@@ -160,12 +160,18 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
                     Some(Work::Checks(group)) => run_group(&group, config, caps, model, &sender),
                     Some(Work::Cases(cases)) => {
                         let sender = Mutex::new(sender.clone());
-                        crate::cases::run::run_cases(&config.spec, caps, &cases, &|result| {
-                            // The receiver lives until every worker is done.
-                            if let Ok(sender) = sender.lock() {
-                                let _ = sender.send(result);
-                            }
-                        });
+                        crate::cases::run::run_cases(
+                            &config.spec,
+                            caps,
+                            model.model,
+                            &cases,
+                            &|result| {
+                                // The receiver lives until every worker is done.
+                                if let Ok(sender) = sender.lock() {
+                                    let _ = sender.send(result);
+                                }
+                            },
+                        );
                     }
                 }
             });

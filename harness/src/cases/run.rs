@@ -17,11 +17,13 @@ use base64::Engine;
 use super::{CaseFile, ConnectionState, Mode, Outcome};
 use crate::check::{CheckResult, Verdict};
 use crate::client::{ClientError, Conn, Response};
-use crate::probe::Capabilities;
+use crate::probe::{Capabilities, Model};
 use crate::target::{ServerInstance, StartError, TargetSpec};
 
 /// How long one delivery may wait for each response.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long to wait for an answer before half-closing our side.
+const HALF_CLOSE_AFTER: Duration = Duration::from_secs(1);
 /// Bytes sent one at a time in `bytewise` mode; the rest goes in one write.
 const BYTEWISE_LIMIT: usize = 4096;
 /// Pause between the two writes of `split` mode.
@@ -40,6 +42,8 @@ pub struct Observation {
     pub connection: Option<ConnectionState>,
     /// Where reading stopped early, if it did.
     pub problem: Option<String>,
+    /// Whether the server answered only after our side closed.
+    pub needed_end_of_stream: bool,
 }
 
 impl Observation {
@@ -65,6 +69,9 @@ impl Observation {
         }
         if let Some(problem) = &self.problem {
             text.push_str(&format!(" ({problem})"));
+        }
+        if self.needed_end_of_stream {
+            text.push_str(" (answered only after the client closed its side)");
         }
         text
     }
@@ -136,8 +143,23 @@ pub fn observe(addr: SocketAddr, case: &CaseFile, mode: Mode) -> Observation {
     };
     let send_problem = deliver(&mut stream, case, mode);
     let wanted = case.responses_needed();
+    let mut half_closed = false;
     while observation.responses.len() < wanted {
-        match conn.read_response(Instant::now() + RESPONSE_TIMEOUT, case.head) {
+        // A server that waits for more input than a complete request (say,
+        // a body to the end of the stream) gets the end of the stream after
+        // a second: we have nothing more to send.
+        let patience = if half_closed {
+            RESPONSE_TIMEOUT
+        } else {
+            HALF_CLOSE_AFTER
+        };
+        match conn.read_response(Instant::now() + patience, case.head) {
+            Err(ClientError::Timeout { .. }) if !half_closed => {
+                half_closed = true;
+                observation.needed_end_of_stream = true;
+                let _ = stream.shutdown(Shutdown::Write);
+                continue;
+            }
             Ok(Some(response)) if (100..200).contains(&response.status) => {
                 if observation.responses.is_empty() {
                     observation.interim.push(response.status);
@@ -160,6 +182,11 @@ pub fn observe(addr: SocketAddr, case: &CaseFile, mode: Mode) -> Observation {
                 return observation;
             }
         }
+    }
+    if half_closed {
+        // We closed our side: whatever the server does now says nothing
+        // about persistence.
+        return observation;
     }
     // Kept or closed? Ask: a probe request, then our side closes.
     let probe = b"GET / HTTP/1.1\r\nHost: harness-probe\r\nConnection: close\r\n\r\n";
@@ -316,8 +343,23 @@ pub fn run_case(addr: SocketAddr, case: &CaseFile) -> CheckResult {
     let mut result = CheckResult::new(case.id.clone(), case.requirement.clone(), case.hint());
     let mut worst = Verdict::Pass;
     let mut lines = Vec::new();
+    let mut timed_out = false;
     for &mode in &case.modes {
+        if timed_out {
+            // The other modes would wait out the same timeout.
+            result = result.figure(
+                mode.as_str(),
+                "not run: an earlier mode waited for the end of the stream or timed out",
+            );
+            continue;
+        }
         let observation = observe(addr, case, mode);
+        timed_out = observation.needed_end_of_stream
+            || (observation.responses.is_empty()
+                && observation
+                    .problem
+                    .as_deref()
+                    .is_some_and(|p| p.contains("timed out")));
         let (verdict, reason) = grade(case, &observation);
         result = result.figure(mode.as_str(), observation.describe());
         if verdict != Verdict::Pass {
@@ -438,6 +480,7 @@ impl Shared<'_> {
 pub fn run_cases(
     spec: &TargetSpec,
     caps: &Capabilities,
+    model: Model,
     cases: &[&CaseFile],
     emit: &(dyn Fn(CheckResult) + Sync),
 ) {
@@ -453,7 +496,14 @@ pub fn run_cases(
     );
     let retry = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
-        for _ in 0..WORKERS.min(cases.len()) {
+        // An iterative server serves one connection at a time: more workers
+        // would only queue behind each other and time out.
+        let workers = if model == Model::Iterative {
+            1
+        } else {
+            WORKERS
+        };
+        for _ in 0..workers.min(cases.len()) {
             scope.spawn(|| loop {
                 let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
                 let Some(case) = next else { return };

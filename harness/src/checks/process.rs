@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::{load, poll_until, start_failed, CheckDef, Ctx};
 use crate::check::CheckResult;
+use crate::probe::Model;
 use crate::procfs::{self, ProcStat};
 
 /// The checks of this group.
@@ -52,6 +53,17 @@ fn live_descendants(pid: i32) -> Vec<ProcStat> {
         .collect()
 }
 
+/// A burst of `n` simultaneous connections, whose children exit together;
+/// for an iterative server, which has no children and a small accept queue
+/// as a rule, the same requests one after another.
+fn burst_or_sequence(model: Model, addr: std::net::SocketAddr, n: usize) -> load::LoadOutcome {
+    if model == Model::Iterative {
+        load::sequential(addr, "/", n)
+    } else {
+        load::burst(addr, n)
+    }
+}
+
 fn zombies(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let settle = ctx.settings.settle;
     let (pid, addr) = match ctx.server() {
@@ -60,7 +72,7 @@ fn zombies(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     };
     let mut load = load::sequential(addr, "/", SEQUENTIAL);
     if load.complete() {
-        load = load::burst(addr, BURST);
+        load = burst_or_sequence(ctx.model.model, addr, BURST);
         load.answered += SEQUENTIAL;
     }
     let settled = poll_until(settle, || zombies_of(pid).is_empty());
@@ -100,7 +112,7 @@ fn children_exit(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         idle = now;
         stable
     });
-    let mut load = load::burst(addr, 20);
+    let mut load = burst_or_sequence(ctx.model.model, addr, 20);
     if load.complete() {
         let more = load::sequential(addr, "/", 10);
         load.answered += more.answered;

@@ -1,0 +1,725 @@
+//! Shared helpers for the end-to-end tests of the `harness` binary.
+//!
+//! Every test here runs the real binary, the way a user or CI would, and
+//! judges what it prints and how it exits. Three rules keep those tests
+//! honest on a small shared machine:
+//!
+//! - **One harness run at a time.** The harness measures timing (parallelism,
+//!   latency), so two runs competing for 2 cores could turn each other's
+//!   passes into failures. [`HarnessRun::run`] holds a process-wide lock for
+//!   the whole run, leftover scan included.
+//! - **Every run is marked.** Each run passes `--env HARNESS_TEST_MARKER=<unique>`,
+//!   which the harness hands to every server it starts, and the server's
+//!   children inherit it. After the run, [`assert_nothing_left`] scans
+//!   `/proc/*/environ` for that marker: any process still carrying it was
+//!   left behind by the harness.
+//! - **Nothing outlives a test.** The harness runs in a process group of its
+//!   own, owned by a [`GroupChild`] that kills the group on drop, panics
+//!   included; servers left behind are killed by the leftover scan after it
+//!   has recorded them.
+
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+/// The harness binary under test.
+pub const HARNESS: &str = env!("CARGO_BIN_EXE_harness");
+
+/// The hidden subcommand that runs the built-in reference server.
+pub const REFERENCE_SERVER: &str = "__reference-server";
+
+/// The environment variable that marks every server of one test run.
+pub const MARKER_KEY: &str = "HARNESS_TEST_MARKER";
+
+/// Every process check id, in catalog (report) order. The tests are the
+/// spec: a new check must be added here on purpose. (The HTTP case files,
+/// `http/...`, are data; their own tests cover them.)
+pub const ALL_IDS: [&str; 13] = [
+    "concurrency/sleep-latency",
+    "concurrency/slow-client",
+    "concurrency/burst",
+    "process/zombies",
+    "process/children-exit",
+    "fds/leak",
+    "fds/close-eof",
+    "fds/child-listener",
+    "signals/eintr",
+    "signals/sigpipe",
+    "lifecycle/startup",
+    "lifecycle/reuseaddr",
+    "lifecycle/sigterm",
+];
+
+/// The groups of the process checks: `--only` each of them selects exactly
+/// [`ALL_IDS`], leaving out the HTTP case files that also run by default.
+pub const PROCESS_GROUPS: [&str; 5] = ["concurrency", "process", "fds", "signals", "lifecycle"];
+
+/// `--only GROUP` for every process group.
+pub fn only_process_checks() -> Vec<String> {
+    PROCESS_GROUPS
+        .iter()
+        .flat_map(|group| ["--only".to_string(), group.to_string()])
+        .collect()
+}
+
+/// Whether `id` is one of the process checks (not an HTTP case).
+pub fn is_process_check(id: &str) -> bool {
+    ALL_IDS.contains(&id)
+}
+
+/// How long one harness run may take before the test gives up on it. The
+/// slowest run in these tests takes about 35 s on a quiet machine.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long servers may take to disappear after the harness has exited. The
+/// harness kills and reaps its servers before it exits, so this is slack for
+/// a loaded machine, not an expected wait.
+pub const LEFTOVER_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Pause between polls of a condition.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// Serialises harness runs within one test binary (see the module docs).
+static RUN_LOCK: Mutex<()> = Mutex::new(());
+
+/// Takes the run lock. A test that panicked while holding it leaves nothing
+/// inconsistent behind (the lock guards no data), so poisoning is ignored.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    RUN_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A value unique to one harness run, carried by every server it starts.
+#[derive(Clone, Debug)]
+pub struct Marker(String);
+
+impl Marker {
+    /// A fresh marker; `label` only makes leftovers easier to attribute.
+    pub fn new(label: &str) -> Marker {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let clean: String = label
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        Marker(format!("h5-{}-{n}-{clean}", std::process::id()))
+    }
+
+    /// The `K=V` argument for `--env`.
+    pub fn env_arg(&self) -> String {
+        format!("{MARKER_KEY}={}", self.0)
+    }
+
+    /// Whether a raw `/proc/PID/environ` carries this marker.
+    fn is_in(&self, environ: &[u8]) -> bool {
+        let wanted = self.env_arg();
+        environ
+            .split(|&b| b == 0)
+            .any(|entry| entry == wanted.as_bytes())
+    }
+}
+
+/// A process that carries a marker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marked {
+    /// Its pid.
+    pub pid: i32,
+    /// Its command line, for the failure message.
+    pub cmdline: String,
+}
+
+/// Every live process whose environment carries `marker`. Zombies have an
+/// empty environ and are not listed: they hold no resources but a pid, and
+/// their parent (or init) reaps them.
+pub fn marked_processes(marker: &Marker) -> Vec<Marked> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // A process may exit between listing and reading: skip it then.
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if marker.is_in(&environ) {
+            let cmdline = std::fs::read(entry.path().join("cmdline"))
+                .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+                .unwrap_or_default();
+            found.push(Marked {
+                pid,
+                cmdline: cmdline.trim_end().to_string(),
+            });
+        }
+    }
+    found
+}
+
+/// Polls until `condition` holds or `timeout` passes; returns whether it held.
+pub fn poll_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// The processes still carrying `marker` once they had [`LEFTOVER_DEADLINE`]
+/// to disappear (empty as soon as none is left).
+pub fn leftovers(marker: &Marker) -> Vec<Marked> {
+    let mut left = Vec::new();
+    poll_until(LEFTOVER_DEADLINE, || {
+        left = marked_processes(marker);
+        left.is_empty()
+    });
+    left
+}
+
+/// Asserts that no live process carries `marker`, polling up to
+/// [`LEFTOVER_DEADLINE`]. Leftovers are killed before the panic, so that a
+/// failing test still leaves nothing behind.
+pub fn assert_nothing_left(marker: &Marker) {
+    let left = leftovers(marker);
+    if left.is_empty() {
+        return;
+    }
+    drop(MarkerSweep(marker.clone()));
+    panic!(
+        "{} process(es) with {} outlived the harness by {:?}: {left:#?}",
+        left.len(),
+        marker.env_arg(),
+        LEFTOVER_DEADLINE
+    );
+}
+
+/// Kills every process still carrying the marker when dropped, panics
+/// included, so that a failing assertion never leaves servers running.
+/// It asserts nothing: [`assert_nothing_left`] does that.
+pub struct MarkerSweep(pub Marker);
+
+impl Drop for MarkerSweep {
+    fn drop(&mut self) {
+        for process in marked_processes(&self.0) {
+            // Only processes carrying this run's marker: never a stranger.
+            let _ = kill(Pid::from_raw(process.pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// A child process in a process group of its own; the whole group is killed
+/// and the child reaped on drop, panics included.
+pub struct GroupChild {
+    child: Child,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+    /// Set once the child was reaped; its pid (= pgid) may be reused after that.
+    status: Option<ExitStatus>,
+}
+
+impl GroupChild {
+    /// Spawns `command` in a new process group, with stdin closed and stdout
+    /// and stderr collected by threads (so a chatty child never blocks on a
+    /// full pipe). Stdout is left alone if the caller already set it.
+    pub fn spawn(command: &mut Command, capture_stdout: bool) -> GroupChild {
+        command.stdin(Stdio::null()).stderr(Stdio::piped());
+        if capture_stdout {
+            command.stdout(Stdio::piped());
+        }
+        command.process_group(0);
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {command:?}: {e}"));
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            pipe.map(|mut pipe| {
+                thread::spawn(move || {
+                    let mut bytes = Vec::new();
+                    // A read error only truncates what the test sees.
+                    let _ = pipe.read_to_end(&mut bytes);
+                    bytes
+                })
+            })
+        };
+        let stdout = drain(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let stderr = drain(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        GroupChild {
+            child,
+            stdout,
+            stderr,
+            status: None,
+        }
+    }
+
+    /// The child's pid, which is also its process group id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `signal` to the child's process group, as a terminal does for
+    /// Ctrl-C. Refuses once the child was reaped (its pgid may be reused).
+    pub fn signal_group(&self, signal: Signal) {
+        assert!(self.status.is_none(), "the child was already reaped");
+        killpg(Pid::from_raw(self.pid()), signal)
+            .unwrap_or_else(|e| panic!("killpg({}, {signal}): {e}", self.pid()));
+    }
+
+    /// Waits up to `timeout` for the child to exit; `None` if it did not.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.status {
+                return Some(status);
+            }
+            match self.child.try_wait() {
+                Ok(Some(status)) => self.status = Some(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(POLL),
+                Ok(None) => return None,
+                Err(e) => panic!("waiting for pid {}: {e}", self.pid()),
+            }
+        }
+    }
+
+    /// What the child wrote, once it has exited and its pipes are closed.
+    /// Collection is bounded: if a descendant still holds a pipe open, the
+    /// test fails instead of hanging.
+    pub fn output(&mut self) -> (Vec<u8>, Vec<u8>) {
+        let collect = |handle: Option<JoinHandle<Vec<u8>>>, name: &str| {
+            let Some(handle) = handle else {
+                return Vec::new();
+            };
+            let finished = poll_until(LEFTOVER_DEADLINE, || handle.is_finished());
+            assert!(
+                finished,
+                "the harness's {name} is still open {LEFTOVER_DEADLINE:?} after it exited: \
+                 a process it started holds it"
+            );
+            handle.join().unwrap_or_default()
+        };
+        let stdout = collect(self.stdout.take(), "stdout");
+        let stderr = collect(self.stderr.take(), "stderr");
+        (stdout, stderr)
+    }
+}
+
+impl Drop for GroupChild {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            // Still ours (not reaped), so the pgid cannot belong to anyone else.
+            let _ = killpg(Pid::from_raw(self.pid()), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One invocation of the harness binary, built up argument by argument.
+#[derive(Clone, Debug)]
+pub struct HarnessRun {
+    args: Vec<OsString>,
+    env: Vec<(String, String)>,
+    env_remove: Vec<String>,
+    marker: Marker,
+    timeout: Duration,
+}
+
+impl HarnessRun {
+    /// `harness ARGS...` with no marker argument (for `list`, usage errors).
+    pub fn bare<I, S>(args: I) -> HarnessRun
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        HarnessRun {
+            args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            env_remove: vec!["NO_COLOR".into()],
+            marker: Marker::new("bare"),
+            timeout: RUN_TIMEOUT,
+        }
+    }
+
+    /// `harness run --env HARNESS_TEST_MARKER=<fresh>`; add options, then a
+    /// server with [`HarnessRun::server`] or [`HarnessRun::reference`].
+    pub fn run_cmd(label: &str) -> HarnessRun {
+        let marker = Marker::new(label);
+        let mut run = HarnessRun::bare(["run", "--env"]);
+        run.args.push(marker.env_arg().into());
+        run.marker = marker;
+        run
+    }
+
+    /// Appends harness arguments.
+    pub fn args<I, S>(mut self, args: I) -> HarnessRun
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Appends `-- SERVER ARGS...`.
+    pub fn server<I, S>(self, command: I) -> HarnessRun
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args(["--"]).args(command)
+    }
+
+    /// Appends `-- HARNESS __reference-server [--fault F]...`.
+    pub fn reference(self, faults: &[&str]) -> HarnessRun {
+        let mut command: Vec<String> = vec![HARNESS.into(), REFERENCE_SERVER.into()];
+        for fault in faults {
+            command.push("--fault".into());
+            command.push((*fault).into());
+        }
+        self.server(command)
+    }
+
+    /// Sets an environment variable for the harness process itself.
+    pub fn env(mut self, key: &str, value: &str) -> HarnessRun {
+        self.env_remove.retain(|k| k != key);
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// This run's marker.
+    pub fn marker(&self) -> &Marker {
+        &self.marker
+    }
+
+    /// The command, ready to spawn.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(HARNESS);
+        command.args(&self.args);
+        for key in &self.env_remove {
+            command.env_remove(key);
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    /// Spawns the harness in its own process group, stdout and stderr
+    /// captured. The caller should hold [`exclusive`] while it runs.
+    pub fn spawn(&self) -> GroupChild {
+        GroupChild::spawn(&mut self.command(), true)
+    }
+
+    /// Runs the harness to completion (holding the run lock), then asserts
+    /// that none of its servers outlived it.
+    pub fn run(self) -> Outcome {
+        let _one_at_a_time = exclusive();
+        let _sweep = MarkerSweep(self.marker.clone());
+        let started = Instant::now();
+        let mut child = self.spawn();
+        let status = child.wait_timeout(self.timeout);
+        let Some(status) = status else {
+            drop(child);
+            assert_nothing_left(&self.marker);
+            panic!(
+                "harness {:?} did not finish within {:?}",
+                self.args, self.timeout
+            );
+        };
+        let elapsed = started.elapsed();
+        let (stdout, stderr) = child.output();
+        assert_nothing_left(&self.marker);
+        Outcome {
+            args: self.args,
+            output: Output {
+                status,
+                stdout,
+                stderr,
+            },
+            elapsed,
+        }
+    }
+}
+
+/// What one harness run did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The harness arguments, for failure messages.
+    pub args: Vec<OsString>,
+    /// Exit status and everything written.
+    pub output: Output,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// Stdout as text.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    /// Stderr as text.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// The exit code; panics (with the output) if the harness died of a signal.
+    pub fn code(&self) -> i32 {
+        match self.output.status.code() {
+            Some(code) => code,
+            None => panic!(
+                "harness {:?} was killed by signal {:?}\n{}",
+                self.args,
+                self.output.status.signal(),
+                self.context()
+            ),
+        }
+    }
+
+    /// Asserts the exit code, showing everything on mismatch.
+    pub fn assert_code(&self, expected: i32) -> &Outcome {
+        assert_eq!(
+            self.code(),
+            expected,
+            "harness {:?} exited {} instead of {expected}\n{}",
+            self.args,
+            self.code(),
+            self.context()
+        );
+        self
+    }
+
+    /// `assert_cmd`'s assertion API over this run's output.
+    pub fn assert(&self) -> assert_cmd::assert::Assert {
+        use assert_cmd::assert::OutputAssertExt;
+        self.output.clone().assert()
+    }
+
+    /// Parses stdout as the JSON report.
+    pub fn report(&self) -> Report {
+        let text = self.stdout();
+        let report: Report = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "stdout of {:?} is not the JSON report: {e}\n{}",
+                self.args,
+                self.context()
+            )
+        });
+        report.assert_consistent();
+        report
+    }
+
+    /// Stdout and stderr, for failure messages.
+    pub fn context(&self) -> String {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout(),
+            self.stderr()
+        )
+    }
+}
+
+/// A verdict as the JSON report spells it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+    Skip,
+    Error,
+}
+
+/// `target` of the JSON report.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Target {
+    pub command: String,
+    pub pid: Option<i64>,
+    pub model: String,
+    pub model_evidence: String,
+    pub capabilities: BTreeMap<String, bool>,
+}
+
+/// One entry of `checks`.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+pub struct Check {
+    pub id: String,
+    pub verdict: Verdict,
+    pub summary: String,
+    pub requirement: String,
+    pub hint: String,
+    pub figures: serde_json::Map<String, serde_json::Value>,
+    pub evidence: Vec<String>,
+    pub duration_ms: u64,
+}
+
+/// `totals` of the JSON report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct Totals {
+    pub passed: usize,
+    pub failed: usize,
+    pub warned: usize,
+    pub skipped: usize,
+    pub errors: usize,
+}
+
+/// The JSON report (`harness run --format json`).
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Report {
+    pub target: Target,
+    pub checks: Vec<Check>,
+    pub totals: Totals,
+    pub strict: bool,
+    pub wall_ms: u64,
+}
+
+impl Report {
+    /// Verdict per check id.
+    pub fn verdicts(&self) -> BTreeMap<&str, Verdict> {
+        self.checks
+            .iter()
+            .map(|c| (c.id.as_str(), c.verdict))
+            .collect()
+    }
+
+    /// The ids in report order.
+    pub fn ids(&self) -> Vec<&str> {
+        self.checks.iter().map(|c| c.id.as_str()).collect()
+    }
+
+    /// The ids of the process checks, in report order.
+    pub fn process_ids(&self) -> Vec<&str> {
+        self.ids()
+            .into_iter()
+            .filter(|id| is_process_check(id))
+            .collect()
+    }
+
+    /// The ids of everything else (HTTP case files), in report order.
+    pub fn case_ids(&self) -> Vec<&str> {
+        self.ids()
+            .into_iter()
+            .filter(|id| !is_process_check(id))
+            .collect()
+    }
+
+    /// The check `id`; panics with the whole report if it is missing.
+    pub fn check(&self, id: &str) -> &Check {
+        self.checks
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("no check {id} in the report; ids: {:?}", self.ids()))
+    }
+
+    /// The verdict of check `id`.
+    pub fn verdict(&self, id: &str) -> Verdict {
+        self.check(id).verdict
+    }
+
+    /// One check as pretty JSON, for failure messages.
+    pub fn describe(&self, id: &str) -> String {
+        serde_json::to_string_pretty(self.check(id)).unwrap_or_else(|e| e.to_string())
+    }
+
+    /// One line per check: `id verdict summary`.
+    pub fn overview(&self) -> String {
+        self.checks
+            .iter()
+            .map(|c| format!("{:<28} {:<5?} {}", c.id, c.verdict, c.summary))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Ids appear once each, and the totals count the verdicts listed.
+    fn assert_consistent(&self) {
+        let mut seen = std::collections::BTreeSet::new();
+        for id in self.ids() {
+            assert!(
+                seen.insert(id),
+                "check {id} reported twice:\n{}",
+                self.overview()
+            );
+        }
+        let mut totals = Totals::default();
+        for check in &self.checks {
+            match check.verdict {
+                Verdict::Pass => totals.passed += 1,
+                Verdict::Warn => totals.warned += 1,
+                Verdict::Fail => totals.failed += 1,
+                Verdict::Skip => totals.skipped += 1,
+                Verdict::Error => totals.errors += 1,
+            }
+        }
+        assert_eq!(
+            self.totals,
+            totals,
+            "totals do not match the verdicts:\n{}",
+            self.overview()
+        );
+    }
+}
+
+/// A file path in the temp dir, unique per process and name, removed on drop.
+pub struct TempPath(pub std::path::PathBuf);
+
+impl TempPath {
+    /// A path for `name` (nothing is created).
+    pub fn new(name: &str) -> TempPath {
+        TempPath(std::env::temp_dir().join(format!("h5-{}-{name}", std::process::id())))
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        // Absent when the test failed before the file was written.
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Panics with a clear message unless `python3` runs: the tests that use it
+/// must not pass vacuously on a machine without it.
+pub fn require_python3() {
+    let found = Command::new("python3")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output();
+    match found {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "python3 --version failed ({}): {}; these tests need python3 on PATH",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => panic!("python3 is needed on PATH for these tests and could not be run: {e}"),
+    }
+}
