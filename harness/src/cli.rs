@@ -122,6 +122,18 @@ pub struct RunArgs {
     #[arg(long = "cases", value_name = "DIR")]
     pub cases: Vec<PathBuf>,
 
+    /// A JSON list of ids expected to fail: the run passes when exactly those fail.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Write the ids that failed in this run to FILE, as a baseline.
+    #[arg(long, value_name = "FILE")]
+    pub write_baseline: Option<PathBuf>,
+
+    /// Run only shard K of N (1-based): checks are split deterministically by id.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
+
     /// Output format on stdout.
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
@@ -157,6 +169,20 @@ pub struct ListArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
+}
+
+/// `K/N` for `--shard`, with 1 <= K <= N.
+fn parse_shard(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{text:?} is not K/N with 1 <= K <= N (e.g. 2/4)");
+    let (k, n) = text.split_once('/').ok_or_else(bad)?;
+    let (k, n): (u32, u32) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
 }
 
 /// `K=V` for `--env`.

@@ -14,9 +14,11 @@
 //! - [`cases`]: the HTTP/1.1 and gateway cases from `cases/`, sent three ways.
 //! - [`fuzz`]: `harness fuzz`, property-based request fuzzing with proptest.
 //! - [`check`]: verdicts, results and totals; [`select`]: `--only`/`--skip`.
+//! - [`baseline`]: known-failure lists (`--baseline`, `--write-baseline`).
 //! - [`runner`]: runs the groups in parallel, each on a fresh server.
 //! - [`report`]: human, JSON and JUnit reporters over one event stream.
 
+pub mod baseline;
 pub mod cases;
 pub mod check;
 pub mod checks;

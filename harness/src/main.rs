@@ -5,7 +5,6 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use harness::check::Verdict;
 use harness::cli::{Cli, Command, Format, FuzzArgs, LaunchArgs, ListArgs, RunArgs};
 use harness::exit;
 use harness::report::human::{color_wanted, HumanReporter};
@@ -133,6 +132,17 @@ fn run_checks(run: RunArgs) -> ExitCode {
             settle: run.settle,
         },
         cases,
+        shard: run.shard,
+    };
+    // Read the baseline before the run, so a bad file costs no time.
+    let baseline = match run
+        .baseline
+        .as_deref()
+        .map(harness::baseline::read)
+        .transpose()
+    {
+        Ok(baseline) => baseline,
+        Err(error) => return usage(error.to_string()),
     };
 
     let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
@@ -161,10 +171,26 @@ fn run_checks(run: RunArgs) -> ExitCode {
                 eprintln!("harness: the server could not be started:\n{error}");
                 return ExitCode::from(exit::USAGE_OR_TARGET);
             }
-            let failed = outcome
-                .results
-                .iter()
-                .any(|r| r.verdict.is_failure(false) || r.verdict == Verdict::Error);
+            let failing = harness::baseline::failing(&outcome.results);
+            if let Some(path) = &run.write_baseline {
+                if let Err(error) = harness::baseline::write(path, &failing) {
+                    return usage(error.to_string());
+                }
+                eprintln!(
+                    "harness: wrote {} failing ids to {}",
+                    failing.len(),
+                    path.display()
+                );
+            }
+            let failed = match &baseline {
+                Some(expected) => {
+                    let comparison =
+                        harness::baseline::compare(expected, &failing, &outcome.results);
+                    eprintln!("{comparison}");
+                    !comparison.is_exact()
+                }
+                None => !failing.is_empty(),
+            };
             ExitCode::from(if failed {
                 exit::CHECKS_FAILED
             } else {

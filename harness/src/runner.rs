@@ -35,6 +35,17 @@ pub struct RunConfig {
     pub settings: Settings,
     /// HTTP cases (built-in and `--cases`), before selection.
     pub cases: Vec<CaseFile>,
+    /// Only this shard, `(k, n)`, of the selected checks.
+    pub shard: Option<(u32, u32)>,
+}
+
+/// The shard (1-based, of `n`) an id belongs to: a hash of the id, so that
+/// adding a check never moves the others.
+pub fn shard_of(id: &str, n: u32) -> u32 {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % u64::from(n.max(1))) as u32 + 1
 }
 
 /// A unit of work for one worker: a group of checks or of cases, on its own
@@ -78,14 +89,15 @@ impl std::error::Error for RunError {}
 
 /// Runs the selected checks against the target.
 pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome, RunError> {
+    let in_shard = |id: &str| config.shard.is_none_or(|(k, n)| shard_of(id, n) == k);
     let checks: Vec<CheckDef> = catalog()
         .into_iter()
-        .filter(|c| config.selection.includes(c.id))
+        .filter(|c| config.selection.includes(c.id) && in_shard(c.id))
         .collect();
     let cases: Vec<&CaseFile> = config
         .cases
         .iter()
-        .filter(|c| config.selection.includes(&c.id))
+        .filter(|c| config.selection.includes(&c.id) && in_shard(&c.id))
         .collect();
     if checks.is_empty() && cases.is_empty() {
         return Err(RunError::NothingSelected);

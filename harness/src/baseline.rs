@@ -1,0 +1,191 @@
+//! Known-failure baselines: a JSON list of the ids expected to fail, so that
+//! a server with known gaps can still gate CI on new regressions.
+//!
+//! With `--baseline FILE` the run passes when exactly the listed ids fail:
+//! a check that newly fails, and one that newly passes (a fixed gap, which
+//! should leave the list), both fail the run and are named. Ids in the list
+//! that did not run (selection, sharding) are ignored. `--write-baseline
+//! FILE` records the ids that failed in this run.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::check::{CheckResult, Verdict};
+
+/// Why a baseline file could not be used.
+#[derive(Debug)]
+pub enum BaselineError {
+    /// The file could not be read or written.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not a JSON list of strings.
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl fmt::Display for BaselineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BaselineError::Io { path, source } => {
+                write!(f, "baseline {}: {source}", path.display())
+            }
+            BaselineError::Format { path, message } => {
+                write!(
+                    f,
+                    "baseline {}: {message} (expected a JSON list of check ids)",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for BaselineError {}
+
+/// Reads a baseline: a JSON array of id strings.
+pub fn read(path: &Path) -> Result<BTreeSet<String>, BaselineError> {
+    let text = std::fs::read_to_string(path).map_err(|source| BaselineError::Io {
+        path: path.into(),
+        source,
+    })?;
+    serde_json::from_str::<Vec<String>>(&text)
+        .map(|ids| ids.into_iter().collect())
+        .map_err(|e| BaselineError::Format {
+            path: path.into(),
+            message: e.to_string(),
+        })
+}
+
+/// Writes `ids` as a baseline, sorted, one per line.
+pub fn write(path: &Path, ids: &BTreeSet<String>) -> Result<(), BaselineError> {
+    let list: Vec<&String> = ids.iter().collect();
+    let text = serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".into()) + "\n";
+    std::fs::write(path, text).map_err(|source| BaselineError::Io {
+        path: path.into(),
+        source,
+    })
+}
+
+/// The ids that count as failing: fail and error (strict mode has already
+/// turned warnings into failures).
+pub fn failing(results: &[CheckResult]) -> BTreeSet<String> {
+    results
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Error))
+        .map(|r| r.id.clone())
+        .collect()
+}
+
+/// How a run compares with its baseline.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Comparison {
+    /// Expected failures that did fail.
+    pub expected: usize,
+    /// Failing, but not in the baseline.
+    pub newly_failing: Vec<String>,
+    /// In the baseline, ran, and did not fail.
+    pub newly_passing: Vec<String>,
+}
+
+impl Comparison {
+    /// Whether exactly the baseline failed.
+    pub fn is_exact(&self) -> bool {
+        self.newly_failing.is_empty() && self.newly_passing.is_empty()
+    }
+}
+
+impl fmt::Display for Comparison {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "baseline: {} expected failures failed", self.expected)?;
+        if !self.newly_failing.is_empty() {
+            write!(
+                f,
+                "\nbaseline: {} newly failing: {}",
+                self.newly_failing.len(),
+                self.newly_failing.join(" ")
+            )?;
+        }
+        if !self.newly_passing.is_empty() {
+            write!(
+                f,
+                "\nbaseline: {} newly passing (remove them from the baseline): {}",
+                self.newly_passing.len(),
+                self.newly_passing.join(" ")
+            )?;
+        }
+        if self.is_exact() {
+            write!(f, "; the run matches the baseline")?;
+        }
+        Ok(())
+    }
+}
+
+/// Compares the failing ids of a run with the baseline.
+pub fn compare(
+    baseline: &BTreeSet<String>,
+    failing: &BTreeSet<String>,
+    results: &[CheckResult],
+) -> Comparison {
+    let ran: BTreeSet<&str> = results.iter().map(|r| r.id.as_str()).collect();
+    Comparison {
+        expected: failing.intersection(baseline).count(),
+        newly_failing: failing.difference(baseline).cloned().collect(),
+        newly_passing: baseline
+            .iter()
+            .filter(|id| ran.contains(id.as_str()) && !failing.contains(*id))
+            .cloned()
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(id: &str, verdict: Verdict) -> CheckResult {
+        CheckResult::new(id, "r", "h").with_verdict(verdict, "s")
+    }
+
+    #[test]
+    fn exactly_the_baseline_failing_passes_and_differences_are_named() {
+        let results = [
+            result("a/x", Verdict::Fail),
+            result("a/y", Verdict::Pass),
+            result("a/z", Verdict::Error),
+        ];
+        let failing = failing(&results);
+        let exact: BTreeSet<String> = ["a/x", "a/z", "not/run"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(compare(&exact, &failing, &results).is_exact());
+        let stale: BTreeSet<String> = ["a/x", "a/y"].iter().map(|s| s.to_string()).collect();
+        let comparison = compare(&stale, &failing, &results);
+        assert_eq!(comparison.newly_failing, ["a/z"]);
+        assert_eq!(comparison.newly_passing, ["a/y"]);
+        assert!(comparison.to_string().contains("newly failing: a/z"));
+    }
+
+    #[test]
+    fn a_baseline_round_trips_and_bad_files_are_clear_errors() {
+        let dir = std::env::temp_dir().join(format!("harness-baseline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("baseline.json");
+        let ids: BTreeSet<String> = ["b", "a"].iter().map(|s| s.to_string()).collect();
+        write(&path, &ids).unwrap();
+        assert_eq!(read(&path).unwrap(), ids);
+        std::fs::write(&path, "{\"not\": \"a list\"}").unwrap();
+        assert!(read(&path).unwrap_err().to_string().contains("JSON list"));
+        assert!(read(&dir.join("missing.json")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
