@@ -127,6 +127,20 @@ pub(crate) fn duration_ms(duration: Duration) -> u64 {
 }
 
 impl CheckResult {
+    /// The figures on one line, `key=value` with strings unquoted
+    /// (`model=pre-fork`, not `model="pre-fork"`).
+    pub fn figures_line(&self) -> String {
+        let figures: Vec<String> = self
+            .figures
+            .iter()
+            .map(|(key, value)| match value {
+                serde_json::Value::String(text) => format!("{key}={text}"),
+                other => format!("{key}={other}"),
+            })
+            .collect();
+        figures.join(" ")
+    }
+
     /// Starts a result for check `id`.
     ///
     /// The verdict is [`Verdict::Error`] with an empty summary until one of

@@ -462,14 +462,7 @@ impl Shared<'_> {
         if !crate::checks::poll_until(Duration::from_millis(500), || !server.is_alive()) {
             return None;
         }
-        let status = server
-            .exit_status()
-            .map(|s| crate::target::describe_status(&s))
-            .unwrap_or_else(|| "unknown status".into());
-        Some((
-            status,
-            crate::checks::stderr_excerpt(server.stderr_tail(80)),
-        ))
+        Some(crate::checks::exit_details(server))
     }
 }
 
@@ -561,13 +554,7 @@ fn server_exited(shared: &Shared<'_>, case: &CaseFile) -> CheckResult {
     let (status, tail) = {
         let mut guard = shared.server.lock().unwrap_or_else(|p| p.into_inner());
         match guard.0.as_mut() {
-            Some(server) => (
-                server
-                    .exit_status()
-                    .map(|s| crate::target::describe_status(&s))
-                    .unwrap_or_else(|| "unknown status".into()),
-                crate::checks::stderr_excerpt(server.stderr_tail(80)),
-            ),
+            Some(server) => crate::checks::exit_details(server),
             None => ("unknown status".into(), Vec::new()),
         }
     };

@@ -151,14 +151,20 @@ impl<'a> Ctx<'a> {
         if instance.is_alive() {
             return None;
         }
-        let status = instance
-            .exit_status()
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "unknown status".into());
-        let tail = stderr_excerpt(instance.stderr_tail(80));
+        let details = exit_details(instance);
         self.instance = None;
-        Some((status, tail))
+        Some(details)
     }
+}
+
+/// How a dead server ended: its exit status in words, and the part of its
+/// stderr worth showing.
+pub fn exit_details(server: &mut ServerInstance) -> (String, Vec<String>) {
+    let status = server
+        .exit_status()
+        .map(|s| crate::target::describe_status(&s))
+        .unwrap_or_else(|| "unknown status".into());
+    (status, stderr_excerpt(server.stderr_tail(80)))
 }
 
 /// The part of a dead server's stderr worth showing: from the first line

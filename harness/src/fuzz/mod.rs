@@ -193,11 +193,7 @@ impl Target<'_> {
                 return None;
             }
         }
-        let status = server
-            .exit_status()
-            .map(|s| crate::target::describe_status(&s))
-            .unwrap_or_else(|| "unknown status".into());
-        let tail = crate::checks::stderr_excerpt(server.stderr_tail(80));
+        let (status, tail) = crate::checks::exit_details(server);
         Some(format!(
             "server exited ({status}); stderr: {}",
             tail.join(" | ")

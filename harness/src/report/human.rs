@@ -142,16 +142,7 @@ impl HumanReporter {
             self.detail("requirement:", &printable(&result.requirement))?;
         }
         if !result.figures.is_empty() {
-            let figures: Vec<String> = result
-                .figures
-                .iter()
-                .map(|(key, value)| match value {
-                    // Strings unquoted: `model=pre-fork`, not `model="pre-fork"`.
-                    serde_json::Value::String(text) => format!("{key}={text}"),
-                    other => format!("{key}={other}"),
-                })
-                .collect();
-            self.detail("figures:", &printable(&figures.join(" ")))?;
+            self.detail("figures:", &printable(&result.figures_line()))?;
         }
         let shown = if self.verbose {
             result.evidence.len()

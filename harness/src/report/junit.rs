@@ -135,15 +135,7 @@ fn details(result: &CheckResult) -> String {
         lines.push(format!("requirement: {}", result.requirement));
     }
     if !result.figures.is_empty() {
-        let figures: Vec<String> = result
-            .figures
-            .iter()
-            .map(|(key, value)| match value {
-                serde_json::Value::String(text) => format!("{key}={text}"),
-                other => format!("{key}={other}"),
-            })
-            .collect();
-        lines.push(format!("figures: {}", figures.join(" ")));
+        lines.push(format!("figures: {}", result.figures_line()));
     }
     for line in &result.evidence {
         lines.push(format!("evidence: {line}"));
