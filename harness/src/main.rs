@@ -1,7 +1,7 @@
 //! `harness`: thin wrapper over the library. Parses the command line, runs,
 //! prints errors once, and maps the outcome to an exit code CI can trust.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -72,25 +72,28 @@ fn list_checks(list: ListArgs) -> ExitCode {
             c.needs().iter().map(|r| r.path()).collect(),
         )
     }));
-    match list.format {
+    // Written with errors checked: `harness list | head` closes the pipe
+    // early, which is not an error of ours.
+    let mut out = std::io::stdout().lock();
+    let _ = match list.format {
         Format::Json => {
             let items: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|(id, text, needs)| serde_json::json!({"id": id, "requirement": text, "needs": needs}))
                 .collect();
-            println!(
+            writeln!(
+                out,
                 "{}",
                 serde_json::to_string_pretty(&items).unwrap_or_default()
-            );
+            )
         }
         Format::Human => {
             let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-            for (id, text, _) in &rows {
-                println!("{id:width$}  {text}");
-            }
-            println!("{checks} process checks, {} cases", cases.len());
+            rows.iter()
+                .try_for_each(|(id, text, _)| writeln!(out, "{id:width$}  {text}"))
+                .and_then(|()| writeln!(out, "{checks} process checks, {} cases", cases.len()))
         }
-    }
+    };
     ExitCode::from(exit::SUCCESS)
 }
 

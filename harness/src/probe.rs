@@ -180,10 +180,43 @@ fn census(pid: i32) -> (usize, u32) {
     )
 }
 
+/// The server's live descendants once the set has stopped changing for
+/// `STABLE` (bounded by `SETTLE_LIMIT`). A pre-fork server such as gunicorn
+/// listens before it has forked all its workers, and a forking server may
+/// still be finishing a connection: a single sample would mistake either for
+/// the idle state.
+pub fn settled_descendants(pid: i32) -> Vec<i32> {
+    const STABLE: Duration = Duration::from_millis(400);
+    const SETTLE_LIMIT: Duration = Duration::from_secs(3);
+    let live = || {
+        let mut pids: Vec<i32> = procfs::descendants(pid)
+            .into_iter()
+            .filter(|p| p.state != 'Z')
+            .map(|p| p.pid)
+            .collect();
+        pids.sort_unstable();
+        pids
+    };
+    let started = Instant::now();
+    let mut current = live();
+    let mut since = Instant::now();
+    while since.elapsed() < STABLE && started.elapsed() < SETTLE_LIMIT {
+        std::thread::sleep(Duration::from_millis(25));
+        let now = live();
+        if now != current {
+            current = now;
+            since = Instant::now();
+        }
+    }
+    current
+}
+
 /// Observes the server at idle and with connections open, and classifies it.
 pub fn classify(server: &ServerInstance) -> ModelReport {
     let pid = server.pid();
-    let (idle_children, idle_threads) = census(pid);
+    let idle_pids = settled_descendants(pid);
+    let (_, idle_threads) = census(pid);
+    let idle_children = idle_pids.len();
 
     // Open connections carrying half a request: a forking server forks for
     // each at accept; a pre-fork or threaded one hands them to workers it
@@ -202,10 +235,13 @@ pub fn classify(server: &ServerInstance) -> ModelReport {
         (load_children, load_threads) = census(pid);
     }
 
-    let model = if load_children > idle_children {
-        Model::ForkPerConnection
-    } else if idle_children > 0 {
+    // Workers that exist at idle (once settled) mean pre-fork, even if more
+    // are started under load; children only under load mean a fork per
+    // connection.
+    let model = if idle_children > 0 {
         Model::PreFork
+    } else if load_children > 0 {
+        Model::ForkPerConnection
     } else if idle_threads > 1 || load_threads > 1 {
         Model::Threaded
     } else {

@@ -175,7 +175,18 @@ pub fn observe(addr: SocketAddr, case: &CaseFile, mode: Mode) -> Observation {
                 return observation;
             }
             Err(error) => {
-                observation.problem = Some(error.to_string());
+                observation.problem = Some(
+                    match (&error, conn.leftover().split(|&b| b == b'\n').next()) {
+                        // Show what the server sent when it is not HTTP/1.x.
+                        (ClientError::Malformed { .. }, Some(line)) if !line.is_empty() => {
+                            format!(
+                                "{error}; the server sent {:?}",
+                                String::from_utf8_lossy(&line[..line.len().min(80)])
+                            )
+                        }
+                        _ => error.to_string(),
+                    },
+                );
                 if send_problem.is_some() {
                     observation.problem = send_problem;
                 }
@@ -224,7 +235,13 @@ pub fn observe(addr: SocketAddr, case: &CaseFile, mode: Mode) -> Observation {
 }
 
 /// Whether `observation` matches `outcome`; if not, why.
-pub fn matches(outcome: &Outcome, observation: &Observation) -> Result<(), String> {
+/// `persistence_case`: the case is about persistence itself (`http/persistence/`),
+/// so an announced close does not stand in for a kept connection.
+pub fn matches(
+    outcome: &Outcome,
+    observation: &Observation,
+    persistence_case: bool,
+) -> Result<(), String> {
     let first = observation.responses.first();
     if let Some(status) = outcome.status {
         match first {
@@ -263,23 +280,6 @@ pub fn matches(outcome: &Outcome, observation: &Observation) -> Result<(), Strin
             ));
         }
     }
-    if let Some(state) = outcome.connection {
-        if observation.connection != Some(state) {
-            let got = match observation.connection {
-                Some(ConnectionState::Closed) => "closed",
-                Some(ConnectionState::Kept) => "kept",
-                None => "unknown",
-            };
-            return Err(format!(
-                "connection {got} instead of {}",
-                if state == ConnectionState::Closed {
-                    "closed"
-                } else {
-                    "kept"
-                }
-            ));
-        }
-    }
     if !outcome.echo.is_empty() || !outcome.absent.is_empty() {
         let Some(response) = first else {
             return Err("no response to read the echo from".into());
@@ -315,14 +315,42 @@ pub fn matches(outcome: &Outcome, observation: &Observation) -> Result<(), Strin
             }
         }
     }
+    if let Some(state) = outcome.connection {
+        // Outside the persistence cases, a server that says it will close
+        // (Connection: close) and does so has kept its word: closing after
+        // any response is allowed (RFC 9112 §9.6), and the case is about
+        // something else.
+        let announced_close = observation.connection == Some(ConnectionState::Closed)
+            && observation.responses.last().is_some_and(|r| {
+                r.header_str("connection")
+                    .is_some_and(|c| c.to_ascii_lowercase().contains("close"))
+            });
+        let excused = state == ConnectionState::Kept && announced_close && !persistence_case;
+        if observation.connection != Some(state) && !excused {
+            let got = match observation.connection {
+                Some(ConnectionState::Closed) => "closed",
+                Some(ConnectionState::Kept) => "kept",
+                None => "unknown",
+            };
+            return Err(format!(
+                "connection {got} instead of {}",
+                if state == ConnectionState::Closed {
+                    "closed"
+                } else {
+                    "kept"
+                }
+            ));
+        }
+    }
     Ok(())
 }
 
 /// The grade of one observation, with the reason when it did not pass.
 pub fn grade(case: &CaseFile, observation: &Observation) -> (Verdict, Option<String>) {
+    let persistence = case.id.starts_with("http/persistence/");
     let mut reasons = Vec::new();
     for outcome in &case.pass {
-        match matches(outcome, observation) {
+        match matches(outcome, observation, persistence) {
             Ok(()) => return (Verdict::Pass, None),
             Err(reason) => reasons.push(reason),
         }
@@ -330,9 +358,19 @@ pub fn grade(case: &CaseFile, observation: &Observation) -> (Verdict, Option<Str
     if case
         .warn
         .iter()
-        .any(|outcome| matches(outcome, observation).is_ok())
+        .any(|outcome| matches(outcome, observation, persistence).is_ok())
     {
         return (Verdict::Warn, Some(reasons.join("; ")));
+    }
+    // A SHOULD not met is a warning, as long as the server answered or
+    // closed: a hang or a broken response is never merely a SHOULD.
+    let answered = !observation.responses.is_empty()
+        || observation.connection == Some(ConnectionState::Closed);
+    if case.level == super::Level::Should && answered && observation.problem.is_none() {
+        return (
+            Verdict::Warn,
+            Some(format!("SHOULD not met: {}", reasons.join("; "))),
+        );
     }
     (Verdict::Fail, Some(reasons.join("; ")))
 }

@@ -195,7 +195,7 @@ fn child_listener(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         }
         Err(error) => return result.error(format!("cannot read /proc/net/tcp: {error}")),
     };
-    let idle: Vec<i32> = procfs::descendants(pid).iter().map(|p| p.pid).collect();
+    let idle = crate::probe::settled_descendants(pid);
     std::thread::scope(|scope| {
         let request =
             scope.spawn(move || client::get(addr, "/sleep?ms=1000", Duration::from_secs(10)));

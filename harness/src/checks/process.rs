@@ -5,8 +5,6 @@
 //! not queue, so a SIGCHLD handler that reaps one child per signal leaves
 //! zombies behind whenever children exit together.
 
-use std::time::Duration;
-
 use super::{load, poll_until, start_failed, CheckDef, Ctx};
 use crate::check::CheckResult;
 use crate::probe::Model;
@@ -105,13 +103,7 @@ fn children_exit(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     };
     // The idle number: wait until two samples agree, so that a child still
     // finishing an earlier connection is not counted as idle.
-    let mut idle = live_descendants(pid).len();
-    poll_until(Duration::from_secs(1), || {
-        let now = live_descendants(pid).len();
-        let stable = now == idle;
-        idle = now;
-        stable
-    });
+    let idle = crate::probe::settled_descendants(pid).len();
     let mut load = burst_or_sequence(ctx.model.model, addr, 20);
     if load.complete() {
         let more = load::sequential(addr, "/", 10);
