@@ -251,8 +251,14 @@ pub fn matches(
     let announced_close = !persistence_case
         && observation.connection == Some(ConnectionState::Closed)
         && observation.responses.last().is_some_and(|r| {
-            r.header_str("connection")
-                .is_some_and(|c| c.to_ascii_lowercase().contains("close"))
+            // Said with `Connection: close`, or by an HTTP/1.0 response
+            // without keep-alive, which closes by default (RFC 9112 §9.3).
+            let connection = r
+                .header_str("connection")
+                .map(|c| c.to_ascii_lowercase())
+                .unwrap_or_default();
+            connection.contains("close")
+                || (r.version == "HTTP/1.0" && !connection.contains("keep-alive"))
         });
     if let Some(status) = outcome.status {
         match first {
