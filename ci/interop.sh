@@ -225,54 +225,26 @@ TITLES = {
 
 # How to read a non-pass verdict that was looked into. The first rule whose
 # server glob, check id glob, verdicts and (if given) reason pattern all match
-# a verdict adds its note under it. A "finding" is the server's behaviour; a
-# "suspected harness bug" is a verdict that does not hold for this server and
-# was reported against the harness. A note shows only while the verdict (and
-# its reason) is still the one described, so a fix makes it disappear.
+# a verdict adds its note under it. A "finding" is the server's behaviour. The
+# verdicts that read as harness bugs in the first runs (model of gunicorn,
+# persistence after an announced close, SHOULD grading, PEP 3333 latitude on
+# SERVER_NAME and CONTENT_LENGTH, larger limits) were fixed in the harness and
+# the cases; their rules are gone. A note shows only while the verdict (and its
+# reason) is still the one described.
 CLOSED = r"^(connection closed instead of kept|statuses \[\d+\] instead of \[[^]]*\])(; \1)*$"
 READING = [
     # Persistence itself: a real finding, graded one step too hard. Other cases
     # whose only mismatch is CLOSED are explained once per server (see below).
     ("*", "http/persistence/*", {"fail", "warn"}, CLOSED, "finding",
      "no persistent connections (RFC 9112 §9.3: SHOULD; a warn would fit better than a fail)"),
-    ("gunicorn-*", "fds/child-listener", {"fail", "error"}, None, "suspected harness bug",
-     "gunicorn's master listens before its workers are forked: the probe takes this pre-fork server for fork-per-connection, and a worker that boots late for a per-request child"),
-    ("gunicorn-*", "process/children-exit", {"fail"}, None, "suspected harness bug",
-     "the idle count is taken while gunicorn is still forking its workers; a worker that finishes booting during the load is counted as a leftover child"),
     ("wsgiref", "concurrency/*", {"fail"}, None, "finding", "iterative: one connection at a time, accept queue of 5"),
     ("wsgiref", "process/*", {"error"}, None, "finding",
      "socketserver's accept queue is 5 long: most of a burst of connections is never accepted in time"),
     ("*", "concurrency/sleep-latency", {"warn"}, None, "finding",
      "parallelism is bounded by the configured workers and threads (gunicorn's workers also accept unevenly)"),
-    ("*", "http/*", {"fail"}, r"^echo CONTENT_LENGTH = \(absent\)", "suspected harness bug",
-     "no CONTENT_LENGTH for a chunked body, which is read to its end (wsgi.input_terminated): PEP 3333 allows it, and gateway/body-chunked-binary grades it warn; a case about chunked parsing should not fail it"),
-    ("*", "http/*", {"fail"}, r"^echo CONTENT_LENGTH = \"0+\d+\" instead of", "suspected harness bug",
-     "CONTENT_LENGTH is the field as sent (PEP 3333: the contents of the Content-Length field; CGI: 1*digit)"),
-    ("*", "*", {"fail", "warn"}, r"^echo SERVER_NAME = ", "suspected harness bug",
-     "a WSGI server's SERVER_NAME is its own name (PEP 3333; the Host is in HTTP_HOST); only gateway/script-name-remote-addr should judge SERVER_NAME, as a warn"),
-    ("*", "http/chunked/size-overflow", {"fail"}, r"^no response instead of", "suspected harness bug",
-     "no overflow: the server parses the 80-bit size exactly and waits for that many bytes; a timeout with the connection open should warn at most"),
-    ("*", "http/smuggling/chunk-size-wrap", {"fail"}, r"^no response instead of", "suspected harness bug",
-     "no wrap: the server waits for 2^64+5 bytes and never answers the smuggled GET, which is what the case guards against"),
-    ("waitress", "gateway/header-names", {"fail"}, r"HTTP_X_FORWARDED_FOR = \(absent\)", "suspected harness bug",
-     "waitress drops X-Forwarded-For from untrusted peers by default (clear_untrusted_proxy_headers); RFC 3875 §4.1.18 lets a server leave out header variables"),
-    ("*", "http/limits/hundred-fields", {"fail"}, r'^echo HTTP_X_F = "v,v', "suspected harness bug",
-     'repeated fields joined with "," instead of ", ": the same list (RFC 9110 §5.3)'),
-    ("*", "http/limits/*", {"fail"}, r"^status 200 instead of 4", "suspected harness bug",
-     "the server accepts this size: the MUST (414/431) applies only past the limit a server wishes to have, and no RFC fixes one"),
-    ("*", "http/persistence/oversized-after-valid", {"fail"}, r"instead of \[200, 431\]", "suspected harness bug",
-     "a 70 KB field is within this server's header limit"),
-    ("*", "http/target/*", {"fail"}, r"^status 200 instead of 400", "suspected harness bug",
-     "a SHOULD case (level = \"SHOULD\"): a server that does not meet it should warn, as the README defines warn"),
-    ("*", "http/transfer-encoding/gzip-then-chunked", {"fail"}, r"^status 200 instead of 501", "suspected harness bug",
-     "a SHOULD case: a server that does not meet it should warn"),
-    ("gunicorn-*", "http/version/minor-higher", {"fail"}, None, "finding (misreported)",
-     "gunicorn answers \"HTTP/1.2 200 OK\" and passes SERVER_PROTOCOL=HTTP/1.2; the harness shows it only as a malformed response"),
     ("*", "http/request-line/method-*", {"fail"}, r"^status 400 instead of", "finding",
      "the server refuses a valid method token with 400 (the SHOULD is 501; a warn would fit better than a fail)"),
     ("*", "http/host/*", {"fail"}, r"^status 200 instead of 400", "finding", "no Host validation (RFC 9112 §3.2: MUST 400)"),
-    ("*", "http/transfer-encoding/leading-*", {"fail"}, r"^status 501 instead of", "finding (graded hard)",
-     "the empty list element is refused as an unknown coding; the case passes the same refusal as 400, so 501 should not fail"),
     ("waitress", "http/smuggling/*", {"fail"}, r"connection kept instead of closed|2 responses instead of 1", "finding",
      "with both Content-Length and Transfer-Encoding, waitress frames by chunked (allowed) but keeps the connection (RFC 9112 §6.1: MUST close) and answers what follows"),
     ("waitress", "http/transfer-encoding/*-then-*", {"fail"}, r"connection kept instead of closed", "finding",
@@ -280,8 +252,6 @@ READING = [
 
     ("waitress", "http/expect/*", {"fail"}, r"^no response instead of", "finding",
      "waitress answers 100 Continue (or nothing) and then waits for a body that the client does not send"),
-    ("*", "*", {"fail", "error"}, "summary:timed out waiting for the connect", "suspected harness bug",
-     "a connection was not even accepted: the server was still busy with an earlier case's connection (an iterative server), so this verdict belongs to that case"),
     ("wsgiref", "*", {"fail"}, "summary:answered only after the client closed its side", "finding",
      "wsgiref neither decodes nor checks Transfer-Encoding: the app gets the raw socket and reads the body until the client closes its side"),
     ("wsgiref", "http/*", {"fail"}, "summary:malformed response: invalid response head", "finding",
@@ -400,8 +370,8 @@ add("## Notes per server")
 add("")
 add("Every verdict other than pass, with the harness's one-line summary; for case files, the first")
 add("reason the outcome did not match follows in parentheses. A *reading* line says what a looked-into")
-add("verdict means: a **finding** is the server's own behaviour, a **suspected harness bug** is a")
-add("verdict that does not hold for this server and was reported against the harness.")
+add("verdict means: a **finding** is the server's own behaviour. Verdicts that read as harness bugs in")
+add("the first runs were fixed in the harness and the cases (see README, \"Real servers\").")
 add("")
 for label, status, wall_ms, command in runs:
     title, blurb = TITLES.get(label, (label, ""))
@@ -431,8 +401,8 @@ for label, status, wall_ms, command in runs:
             "connection after answering (or did not answer requests pipelined after that close). "
             "RFC 9112 §9.6 lets a server close; it says so with `Connection: close` (gunicorn's sync "
             "workers) or by answering HTTP/1.0 (wsgiref). These cases are not about persistence "
-            "(http/persistence/ is), and the mismatch hides whether their own requirement was met: "
-            "*suspected harness bug*." % len(closed_only))
+            "(http/persistence/ is); the harness excuses an announced close there, so a verdict "
+            "listed here means the close was not announced." % len(closed_only))
         add("")
     for check in entries:
         reason = reason_of(check)
