@@ -168,7 +168,6 @@ fn a_server_that_trusts_one_read_fails_split_delivery() {
         harness(),
         "__reference-server",
     ];
-    args.truncate(args.len());
     let (code, checks) = run_json(&args);
     assert_eq!(code, 0, "{checks:?}");
     assert_eq!(verdict(&checks, "demo/large-echo"), "pass");
