@@ -278,7 +278,7 @@ pub struct TargetInfo {
     pub command: String,
     /// The server's pid, when the harness started it and it is still known.
     pub pid: Option<i32>,
-    /// Concurrency model inferred from the process tree: `"iterative"`,
+    /// Concurrency model inferred from behaviour: `"iterative"`,
     /// `"fork-per-connection"`, `"pre-fork"`, `"threaded"`, `"event-loop"` or
     /// `"unknown"`.
     pub model: String,
@@ -287,6 +287,10 @@ pub struct TargetInfo {
     /// Which optional endpoints the server offers (`"/sleep": true`, ...);
     /// checks that need a missing one are skipped.
     pub capabilities: BTreeMap<String, bool>,
+    /// Why each route that is not served is not: missing, or answering
+    /// without keeping its contract (`"/sleep": "/sleep?ms=60 answers after
+    /// 1 ms: not the conformance route"`).
+    pub capability_notes: BTreeMap<String, String>,
 }
 
 #[cfg(test)]

@@ -38,6 +38,42 @@ const MAX_INTERIM: usize = 16;
 /// Bytes kept by [`Conn::wait_eof`] while it waits.
 const MAX_STRAY: usize = 1024 * 1024;
 
+/// How long a body framed by close may stay silent before [`Conn::read_answer`]
+/// takes it as ended while the connection stays open.
+pub const IDLE_GAP: Duration = Duration::from_millis(25);
+
+/// A response as the load sees it: when its head arrived and how its body
+/// ended. The body itself is not kept.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// How the body was delimited.
+    pub framing: Framing,
+    /// When the first byte of the head arrived.
+    pub first_byte_at: Instant,
+    /// When the head was complete: the moment the request counts as answered.
+    pub head_at: Instant,
+    /// How the body ended.
+    pub body: BodyEnd,
+}
+
+/// How the body of an [`Answer`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// Complete as framed (Content-Length reached, last chunk, or no body).
+    Complete(Instant),
+    /// Framed by close, and the server closed.
+    Closed(Instant),
+    /// Framed by close, and the connection stayed open and silent after the
+    /// bytes that came: the server holds the connection after its response.
+    StillOpen,
+    /// The body did not end before the body deadline.
+    TimedOut,
+    /// The body broke its framing or the connection failed.
+    Broken(String),
+}
+
 /// How the body of a response was delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -242,6 +278,8 @@ pub struct Conn {
     buf: Vec<u8>,
     /// Timeout for each write.
     write_timeout: Duration,
+    /// When the first byte of the latest response head arrived.
+    first_byte_at: Option<Instant>,
 }
 
 impl Conn {
@@ -264,6 +302,7 @@ impl Conn {
             stream,
             buf: Vec::new(),
             write_timeout: timeout,
+            first_byte_at: None,
         })
     }
 
@@ -357,6 +396,24 @@ impl Conn {
         head_request: bool,
     ) -> Result<Option<Response>, ClientError> {
         let started = Instant::now();
+        let Some(mut response) = self.read_head(deadline, head_request)? else {
+            return Ok(None);
+        };
+        self.read_body(&mut response, deadline, started)?;
+        Ok(Some(response))
+    }
+
+    /// Reads one response head and decides its framing; the body stays
+    /// unread, for [`Conn::read_body`] or [`Conn::read_answer`]. `None` on a
+    /// clean close before the first byte.
+    pub fn read_head(
+        &mut self,
+        deadline: Instant,
+        head_request: bool,
+    ) -> Result<Option<Response>, ClientError> {
+        let started = Instant::now();
+        // Bytes already buffered arrived with an earlier read.
+        self.first_byte_at = (!self.buf.is_empty()).then_some(started);
         let (mut response, head_len) = loop {
             if let Some(parsed) = parse_head(&self.buf)? {
                 break parsed;
@@ -366,6 +423,7 @@ impl Conn {
                     "no end of the response head within {MAX_HEAD} bytes"
                 )));
             }
+            let was_empty = self.buf.is_empty();
             if self.read_more(deadline, "response head", started)? == 0 {
                 if self.buf.is_empty() {
                     return Ok(None);
@@ -374,10 +432,29 @@ impl Conn {
                     received: self.buf.len(),
                 });
             }
+            if was_empty {
+                self.first_byte_at = Some(Instant::now());
+            }
         };
         response.head_raw = self.buf.drain(..head_len).collect();
         response.framing = framing_of(&response, head_request)?;
+        Ok(Some(response))
+    }
 
+    /// When the first byte of the latest response head arrived (set by
+    /// [`Conn::read_head`] when it found the buffer empty).
+    pub fn first_byte_at(&self) -> Option<Instant> {
+        self.first_byte_at
+    }
+
+    /// Reads the body `response.framing` announces into `response.body`.
+    /// `started` is when the wait began, for the timeout's message.
+    pub fn read_body(
+        &mut self,
+        response: &mut Response,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<(), ClientError> {
         match response.framing {
             Framing::NoBody => {}
             Framing::ContentLength(length) => {
@@ -426,7 +503,60 @@ impl Conn {
                 response.trailers = decoder.trailers;
             }
         }
-        Ok(Some(response))
+        Ok(())
+    }
+
+    /// Reads a response the way the load of the process checks does: it is
+    /// answered once its head has arrived. The body is then read as framed,
+    /// but only until `body_deadline`, and a body framed by close is taken
+    /// as ended after `IDLE_GAP` of silence: a server that keeps the
+    /// connection open after its response is `fds/close-eof`'s finding, not
+    /// a reason to count the request as unanswered in every other check.
+    pub fn read_answer(
+        &mut self,
+        head_deadline: Instant,
+        body_wait: Duration,
+    ) -> Result<Option<Answer>, ClientError> {
+        let Some(mut response) = self.read_head(head_deadline, false)? else {
+            return Ok(None);
+        };
+        let head_at = Instant::now();
+        let first_byte_at = self.first_byte_at.unwrap_or(head_at);
+        let body_deadline = head_at + body_wait;
+        let body = match response.framing {
+            Framing::UntilClose => self.drain_until_close(body_deadline),
+            _ => match self.read_body(&mut response, body_deadline, head_at) {
+                Ok(()) => BodyEnd::Complete(Instant::now()),
+                Err(ClientError::Timeout { .. }) => BodyEnd::TimedOut,
+                Err(error) => BodyEnd::Broken(error.to_string()),
+            },
+        };
+        response.body.clear();
+        Ok(Some(Answer {
+            status: response.status,
+            framing: response.framing,
+            first_byte_at,
+            head_at,
+            body,
+        }))
+    }
+
+    /// Reads a close-delimited body until end of file, `IDLE_GAP` without a
+    /// byte, or `deadline`. Only the bytes' count matters to the load.
+    fn drain_until_close(&mut self, deadline: Instant) -> BodyEnd {
+        self.buf.clear();
+        loop {
+            let gap = (Instant::now() + IDLE_GAP).min(deadline);
+            match self.read_more(gap, "response body", Instant::now()) {
+                Ok(0) => return BodyEnd::Closed(Instant::now()),
+                Ok(_) => self.buf.clear(),
+                Err(ClientError::Timeout { .. }) if Instant::now() < deadline => {
+                    return BodyEnd::StillOpen
+                }
+                Err(ClientError::Timeout { .. }) => return BodyEnd::TimedOut,
+                Err(error) => return BodyEnd::Broken(error.to_string()),
+            }
+        }
     }
 
     /// Waits for the server to close the connection. `Ok(true)`: end of file

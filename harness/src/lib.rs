@@ -9,7 +9,10 @@
 //! - [`interrupt`]: Ctrl-C never leaves a server behind.
 //! - [`procfs`]: children, zombies, threads, descriptors and sockets from /proc.
 //! - [`client`]: the harness's own small HTTP/1.1 client.
-//! - [`probe`]: capabilities (conformance-app routes) and the process model.
+//! - [`death`]: what a dead server's status and stderr say, and the hint for it.
+//! - [`census`]: the process tree's numbers, settled, persistent and watched.
+//! - [`model`]: the process model, judged by what changes with held connections.
+//! - [`probe`]: which conformance-app routes keep their contract.
 //! - [`checks`]: the process checks, by group.
 //! - [`cases`]: the HTTP/1.1 and gateway cases from `cases/`, sent three ways.
 //! - [`fuzz`]: `harness fuzz`, property-based request fuzzing with proptest.
@@ -20,13 +23,16 @@
 
 pub mod baseline;
 pub mod cases;
+pub mod census;
 pub mod check;
 pub mod checks;
 pub mod cli;
 pub mod client;
+pub mod death;
 pub mod exit;
 pub mod fuzz;
 pub mod interrupt;
+pub mod model;
 pub mod probe;
 pub mod procfs;
 pub mod report;

@@ -1,21 +1,20 @@
-//! What the server under test can do, and how it is built.
+//! Which conformance-app routes the server under test really serves.
 //!
-//! Capabilities: which conformance-app routes it serves. A check that needs a
-//! route the server does not serve is skipped with the reason, never failed,
-//! so any HTTP server can be checked with `GET /` alone.
-//!
-//! Process model: from /proc, the children and threads of the server at idle
-//! and with connections open, classify it as iterative, fork-per-connection,
-//! pre-fork, threaded or event-loop. Some requirements depend on it (a
-//! pre-fork worker holds the listening socket by design).
+//! A route is served only if it keeps its contract, checked by asking it:
+//! `/sleep?ms=N` takes at least N ms (and not far more) for two values of N,
+//! `/bytes?n=N` is exactly N bytes for two values, `/echo` reflects the
+//! method, path and query it was sent, and `/pid` names the server or one of
+//! its descendants. A server that answers `Hello, World!` on every path (every
+//! tutorial server, nginx with a catch-all) serves none of them, however
+//! politely it answers: a check or case that needs a route is skipped with
+//! the reason, never judged on an answer that does not mean what it needs.
+//! Any HTTP server can still be checked with `GET /` alone.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::io::Write;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::client;
+use crate::checks::load::{self, REQUEST_TIMEOUT};
+use crate::client::{self, Conn};
 use crate::procfs;
 use crate::target::ServerInstance;
 
@@ -47,224 +46,288 @@ impl Route {
     }
 }
 
-/// Decides whether a 200 response really comes from the conformance app.
-type Judge = dyn Fn(&client::Response) -> bool + Sync;
+/// What the probe found for one route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteStatus {
+    /// It keeps its contract.
+    Served,
+    /// It is not there: another status, or no answer; the reason says which.
+    Missing(String),
+    /// It answers 200 but breaks its contract; the reason says how.
+    Broken(String),
+}
 
 /// Which routes the server serves, found by asking it.
 #[derive(Clone, Debug, Default)]
 pub struct Capabilities {
-    served: BTreeMap<&'static str, bool>,
+    routes: BTreeMap<Route, RouteStatus>,
 }
 
 impl Capabilities {
-    /// Every capability present (for tests and `--assume-all`).
+    /// Every route served (for tests).
     pub fn all() -> Capabilities {
         Capabilities {
-            served: Route::ALL.iter().map(|r| (r.path(), true)).collect(),
+            routes: Route::ALL
+                .iter()
+                .map(|r| (*r, RouteStatus::Served))
+                .collect(),
         }
     }
 
-    /// Whether `route` is served.
+    /// Whether `route` keeps its contract.
     pub fn has(&self, route: Route) -> bool {
-        self.served.get(route.path()).copied().unwrap_or(false)
+        self.routes.get(&route) == Some(&RouteStatus::Served)
     }
 
     /// Route path → served, for reports.
     pub fn as_map(&self) -> BTreeMap<String, bool> {
-        self.served
+        Route::ALL
             .iter()
-            .map(|(k, v)| (k.to_string(), *v))
+            .map(|r| (r.path().to_string(), self.has(*r)))
             .collect()
     }
 
-    /// Asks the server for each route and judges the answer by the contract.
+    /// Route path → why it is not served, for the routes that are not.
+    pub fn notes(&self) -> BTreeMap<String, String> {
+        Route::ALL
+            .iter()
+            .filter_map(|r| Some((r.path().to_string(), self.why_not(*r)?)))
+            .collect()
+    }
+
+    /// Why `route` is not served, or `None` when it is.
+    pub fn why_not(&self, route: Route) -> Option<String> {
+        match self.routes.get(&route) {
+            Some(RouteStatus::Served) => None,
+            Some(RouteStatus::Missing(reason)) => Some(format!("not served ({reason})")),
+            Some(RouteStatus::Broken(reason)) => {
+                Some(format!("{reason}: not the conformance route"))
+            }
+            None => Some("not probed".into()),
+        }
+    }
+
+    /// The skip reason for a check or case that needs `routes`, or `None`
+    /// when all of them are served.
+    pub fn skip_reason(&self, routes: &[Route]) -> Option<String> {
+        let reasons: Vec<String> = routes
+            .iter()
+            .filter_map(|r| match self.routes.get(r) {
+                Some(RouteStatus::Served) => None,
+                Some(RouteStatus::Broken(reason)) => Some(format!(
+                    "{}, but {reason}: not the conformance route",
+                    r.path()
+                )),
+                Some(RouteStatus::Missing(reason)) => Some(format!(
+                    "{}, which the server does not serve ({reason})",
+                    r.path()
+                )),
+                None => Some(format!("{}, which was not probed", r.path())),
+            })
+            .collect();
+        if reasons.is_empty() {
+            return None;
+        }
+        Some(format!("needs {}", reasons.join("; and ")))
+    }
+
+    /// Asks the server for each route and judges the answers by the contract.
     pub fn probe(server: &ServerInstance) -> Capabilities {
         let addr = server.addr();
-        let timeout = Duration::from_secs(3);
-        let ok = |path: &str, judge: &Judge| {
-            client::get(addr, path, timeout)
-                .map(|r| r.status == 200 && judge(&r))
-                .unwrap_or(false)
-        };
-        // The four routes are asked at once: a server that answers none of
-        // them costs one timeout, not four.
-        let echo = |r: &client::Response| {
-            serde_json::from_slice::<serde_json::Value>(&r.body)
-                .ok()
-                .and_then(|v| {
-                    v.get("REQUEST_METHOD")
-                        .and_then(|m| m.as_str().map(|m| m == "GET"))
-                })
-                .unwrap_or(false)
-        };
-        let pid = |r: &client::Response| {
-            std::str::from_utf8(&r.body).is_ok_and(|b| b.trim().parse::<u32>().is_ok())
-        };
-        let bytes = |r: &client::Response| r.body.len() == 16;
-        let any = |_: &client::Response| true;
-        let probes: [(Route, &str, &Judge); 4] = [
-            (Route::Sleep, "/sleep?ms=1", &any),
-            (Route::Echo, "/echo/probe?x=1", &echo),
-            (Route::Pid, "/pid", &pid),
-            (Route::Bytes, "/bytes?n=16", &bytes),
-        ];
-        let answers = crate::checks::in_parallel(probes.len(), |i| ok(probes[i].1, probes[i].2));
-        let served = probes
-            .iter()
-            .zip(answers)
-            .map(|((route, _, _), served)| (route.path(), served))
-            .collect();
-        Capabilities { served }
-    }
-}
-
-/// How the server handles connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Model {
-    /// One connection at a time, in one process and thread.
-    Iterative,
-    /// A new child process per connection.
-    ForkPerConnection,
-    /// Worker processes started in advance, which accept on a shared socket.
-    PreFork,
-    /// One process, several threads.
-    Threaded,
-    /// One process and thread serving many connections at once.
-    EventLoop,
-    /// Could not tell.
-    Unknown,
-}
-
-impl Model {
-    /// The name reports use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Model::Iterative => "iterative",
-            Model::ForkPerConnection => "fork-per-connection",
-            Model::PreFork => "pre-fork",
-            Model::Threaded => "threaded",
-            Model::EventLoop => "event-loop",
-            Model::Unknown => "unknown",
+        let pid = server.pid();
+        // The routes are asked at once: a server that answers none of them
+        // costs one timeout, not four. The two /sleep requests go one after
+        // the other, so that neither waits behind the other.
+        let statuses = crate::checks::in_parallel(Route::ALL.len(), |i| match Route::ALL[i] {
+            Route::Sleep => probe_sleep(addr),
+            Route::Echo => probe_echo(addr),
+            Route::Pid => probe_pid(addr, pid),
+            Route::Bytes => probe_bytes(addr),
+        });
+        Capabilities {
+            routes: Route::ALL.iter().copied().zip(statuses).collect(),
         }
     }
 }
 
-impl fmt::Display for Model {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// The two sleeps asked of `/sleep`; far enough apart that a server which
+/// answers after a fixed delay cannot pass for both.
+const SLEEPS_MS: [u64; 2] = [60, 300];
+/// How much longer than asked a sleep may take (a cold runtime, a loaded
+/// machine) and still be the conformance route.
+const SLEEP_SLACK: Duration = Duration::from_millis(2500);
+
+fn probe_sleep(addr: std::net::SocketAddr) -> RouteStatus {
+    for ms in SLEEPS_MS {
+        let asked = Duration::from_millis(ms);
+        let timed = load::timed_get(addr, &format!("/sleep?ms={ms}"), asked + REQUEST_TIMEOUT);
+        let Some(status) = timed.status else {
+            return RouteStatus::Missing(format!("no answer: {}", timed.failure()));
+        };
+        if status != 200 {
+            return RouteStatus::Missing(format!("answers {status}"));
+        }
+        // Measured from the end of the request to the response head.
+        let took = timed.service().unwrap_or_default();
+        if took < asked {
+            return RouteStatus::Broken(format!(
+                "/sleep?ms={ms} answers after {} ms",
+                took.as_millis()
+            ));
+        }
+        if took > asked + SLEEP_SLACK {
+            return RouteStatus::Broken(format!(
+                "/sleep?ms={ms} answers after {} ms, far more than asked",
+                took.as_millis()
+            ));
+        }
     }
+    RouteStatus::Served
 }
 
-/// A classification and the observations behind it.
-#[derive(Clone, Debug)]
-pub struct ModelReport {
-    /// The model.
-    pub model: Model,
-    /// What was seen, e.g. "0 children idle, 4 under load, 1 thread".
-    pub evidence: String,
+/// A token no catch-all route could know, so that an echo of it is real.
+fn nonce() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:x}{:x}", std::process::id(), now)
 }
 
-/// Connections held open with half a request while the server is observed.
-const PROBE_CONNECTIONS: usize = 4;
+fn probe_echo(addr: std::net::SocketAddr) -> RouteStatus {
+    let token = nonce();
+    let path = format!("/echo/probe-{token}");
+    let query = format!("q={token}");
+    let response = match client::get(addr, &format!("{path}?{query}"), REQUEST_TIMEOUT) {
+        Ok(response) if response.status == 200 => response,
+        Ok(response) => return RouteStatus::Missing(format!("answers {}", response.status)),
+        Err(error) => return RouteStatus::Missing(format!("no answer: {error}")),
+    };
+    let Ok(echo) = serde_json::from_slice::<serde_json::Value>(&response.body) else {
+        return RouteStatus::Broken(format!(
+            "/echo answers {}, not a JSON object",
+            quote(&response.body)
+        ));
+    };
+    let text = |key: &str| echo.get(key).and_then(|v| v.as_str()).unwrap_or("");
+    let seen_path = format!("{}{}", text("SCRIPT_NAME"), text("PATH_INFO"));
+    if text("REQUEST_METHOD") != "GET" || seen_path != path || text("QUERY_STRING") != query {
+        return RouteStatus::Broken(format!(
+            "/echo does not reflect the request (sent GET {path}?{query}, echoed {:?} {seen_path:?} {:?})",
+            text("REQUEST_METHOD"),
+            text("QUERY_STRING")
+        ));
+    }
+    RouteStatus::Served
+}
 
-/// Live (non-zombie) descendants and total threads of the server.
-fn census(pid: i32) -> (usize, u32) {
-    let descendants: Vec<procfs::ProcStat> = procfs::descendants(pid)
-        .into_iter()
-        .filter(|p| p.state != 'Z')
+fn probe_pid(addr: std::net::SocketAddr, leader: i32) -> RouteStatus {
+    // A persistent connection, kept open while the pid is looked up: a
+    // forking server's child lives at least as long as its connection.
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let answer = Conn::connect(addr, REQUEST_TIMEOUT).and_then(|mut conn| {
+        conn.send(b"GET /pid HTTP/1.1\r\nHost: harness\r\n\r\n")?;
+        let response = conn.read_response(deadline, false)?;
+        Ok((conn, response))
+    });
+    let (conn, response) = match answer {
+        Ok((conn, Some(response))) => (conn, response),
+        Ok((_, None)) => return RouteStatus::Missing("closed without a response".into()),
+        Err(error) => return RouteStatus::Missing(format!("no answer: {error}")),
+    };
+    if response.status != 200 {
+        return RouteStatus::Missing(format!("answers {}", response.status));
+    }
+    let Ok(pid) = response.body_str().trim().parse::<i32>() else {
+        return RouteStatus::Broken(format!("/pid answers {}, not a pid", quote(&response.body)));
+    };
+    let ours = pid == leader || procfs::descendants(leader).iter().any(|p| p.pid == pid);
+    drop(conn);
+    if ours {
+        return RouteStatus::Served;
+    }
+    // The process that answered may have exited since (a child that closed
+    // the connection anyway); a pid that names a live process outside the
+    // server's tree is a wrong answer.
+    if procfs::stat(pid).is_ok() {
+        return RouteStatus::Broken(format!(
+            "/pid answers {pid}, a process that is not the server's"
+        ));
+    }
+    RouteStatus::Served
+}
+
+fn probe_bytes(addr: std::net::SocketAddr) -> RouteStatus {
+    for n in [16usize, 1000] {
+        match client::get(addr, &format!("/bytes?n={n}"), REQUEST_TIMEOUT) {
+            Ok(response) if response.status == 200 => {
+                if response.body.len() != n {
+                    return RouteStatus::Broken(format!(
+                        "/bytes?n={n} answers {} bytes",
+                        response.body.len()
+                    ));
+                }
+            }
+            Ok(response) => return RouteStatus::Missing(format!("answers {}", response.status)),
+            Err(error) => return RouteStatus::Missing(format!("no answer: {error}")),
+        }
+    }
+    RouteStatus::Served
+}
+
+/// The start of a body, escaped, for a reason line.
+fn quote(body: &[u8]) -> String {
+    let shown: String = body
+        .iter()
+        .take(40)
+        .flat_map(|b| std::ascii::escape_default(*b))
+        .map(char::from)
         .collect();
-    let own_threads = procfs::stat(pid).map(|s| s.num_threads).unwrap_or(1);
-    (
-        descendants.len(),
-        own_threads + descendants.iter().map(|d| d.num_threads).sum::<u32>(),
-    )
-}
-
-/// The server's live descendants once the set has stopped changing for
-/// `STABLE` (bounded by `SETTLE_LIMIT`). A pre-fork server such as gunicorn
-/// listens before it has forked all its workers, and a forking server may
-/// still be finishing a connection: a single sample would mistake either for
-/// the idle state.
-pub fn settled_descendants(pid: i32) -> Vec<i32> {
-    const STABLE: Duration = Duration::from_millis(400);
-    const SETTLE_LIMIT: Duration = Duration::from_secs(3);
-    let live = || {
-        let mut pids: Vec<i32> = procfs::descendants(pid)
-            .into_iter()
-            .filter(|p| p.state != 'Z')
-            .map(|p| p.pid)
-            .collect();
-        pids.sort_unstable();
-        pids
-    };
-    let started = Instant::now();
-    let mut current = live();
-    let mut since = Instant::now();
-    while since.elapsed() < STABLE && started.elapsed() < SETTLE_LIMIT {
-        std::thread::sleep(Duration::from_millis(25));
-        let now = live();
-        if now != current {
-            current = now;
-            since = Instant::now();
-        }
-    }
-    current
-}
-
-/// Observes the server at idle and with connections open, and classifies it.
-pub fn classify(server: &ServerInstance) -> ModelReport {
-    let pid = server.pid();
-    let idle_pids = settled_descendants(pid);
-    let (_, idle_threads) = census(pid);
-    let idle_children = idle_pids.len();
-
-    // Open connections carrying half a request: a forking server forks for
-    // each at accept; a pre-fork or threaded one hands them to workers it
-    // already has.
-    let mut held = Vec::new();
-    for _ in 0..PROBE_CONNECTIONS {
-        if let Ok(mut stream) = TcpStream::connect_timeout(&server.addr(), Duration::from_secs(1)) {
-            let _ = stream.write_all(b"GET /probe HTTP/1.1\r\nHost: probe\r\n");
-            held.push(stream);
-        }
-    }
-    let deadline = Instant::now() + Duration::from_millis(400);
-    let (mut load_children, mut load_threads) = census(pid);
-    while Instant::now() < deadline && load_children < idle_children + held.len() {
-        std::thread::sleep(Duration::from_millis(20));
-        (load_children, load_threads) = census(pid);
-    }
-
-    // Workers that exist at idle (once settled) mean pre-fork, even if more
-    // are started under load; children only under load mean a fork per
-    // connection.
-    let model = if idle_children > 0 {
-        Model::PreFork
-    } else if load_children > 0 {
-        Model::ForkPerConnection
-    } else if idle_threads > 1 || load_threads > 1 {
-        Model::Threaded
+    if body.len() > 40 {
+        format!("\"{shown}...\"")
     } else {
-        // One process, one thread: does it answer another client while the
-        // held connections are still incomplete?
-        match client::get(server.addr(), "/", Duration::from_millis(800)) {
-            Ok(_) => Model::EventLoop,
-            Err(_) => Model::Iterative,
+        format!("\"{shown}\"")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(routes: &[(Route, RouteStatus)]) -> Capabilities {
+        Capabilities {
+            routes: routes.iter().cloned().collect(),
         }
-    };
-    drop(held);
-    let plural = |n: u32, word: &str| {
-        if n == 1 {
-            format!("{n} {word}")
-        } else {
-            format!("{n} {word}s")
-        }
-    };
-    ModelReport {
-        model,
-        evidence: format!(
-            "{idle_children} children idle, {load_children} with {PROBE_CONNECTIONS} connections open, {}",
-            plural(load_threads.max(idle_threads), "thread")
-        ),
+    }
+
+    #[test]
+    fn a_broken_route_is_not_served_and_says_why() {
+        let caps = caps(&[
+            (
+                Route::Sleep,
+                RouteStatus::Broken("/sleep?ms=60 answers after 1 ms".into()),
+            ),
+            (Route::Echo, RouteStatus::Served),
+            (Route::Pid, RouteStatus::Missing("answers 404".into())),
+        ]);
+        assert!(!caps.has(Route::Sleep));
+        assert!(caps.has(Route::Echo));
+        assert_eq!(
+            caps.skip_reason(&[Route::Sleep]).as_deref(),
+            Some("needs /sleep, but /sleep?ms=60 answers after 1 ms: not the conformance route")
+        );
+        assert_eq!(
+            caps.skip_reason(&[Route::Pid, Route::Echo]).as_deref(),
+            Some("needs /pid, which the server does not serve (answers 404)")
+        );
+        assert_eq!(caps.skip_reason(&[Route::Echo]), None);
+        assert_eq!(caps.as_map()["/sleep"], false);
+        assert_eq!(caps.notes().len(), 3, "{:?}", caps.notes());
+    }
+
+    #[test]
+    fn quote_escapes_and_shortens() {
+        assert_eq!(quote(b"Hello\n"), "\"Hello\\n\"");
+        assert!(quote(&[b'a'; 100]).ends_with("...\""));
     }
 }

@@ -35,6 +35,11 @@ pub struct ProcStat {
     /// Start time in clock ticks since boot (field 22). Together with `pid` it
     /// identifies a process across pid reuse.
     pub start_time: u64,
+    /// Minor faults of the children this process has waited for (field 11,
+    /// cminflt). Every forked child faults in pages, so this grows whenever
+    /// the process reaps a child: a sign of forking that does not depend on
+    /// catching the child alive.
+    pub child_minflt: u64,
 }
 
 impl ProcStat {
@@ -189,6 +194,7 @@ fn parse_stat(pid: i32, line: &str) -> Result<ProcStat, ProcError> {
         state,
         num_threads: num(20, "num_threads")?.max(0) as u32,
         comm,
+        child_minflt: num(11, "cminflt")?.max(0) as u64,
         start_time: start_time.parse().map_err(|_| {
             bad(format!(
                 "field 22 (starttime) {start_time:?} is not a number"
@@ -458,6 +464,32 @@ pub fn listening_inodes(port: u16) -> Result<Vec<u64>, ProcError> {
         .collect())
 }
 
+/// Inode of the server's end of the TCP connection from `client_port` to
+/// `server_port`, once the server has accepted it (`None` while it waits in
+/// the accept queue: such a socket has no descriptor, so no inode, yet).
+pub fn accepted_inode(server_port: u16, client_port: u16) -> Result<Option<u64>, ProcError> {
+    Ok(all_tcp_rows()?
+        .into_iter()
+        .find(|row| {
+            row.local_port == server_port
+                && row.remote_port == client_port
+                && row.state != TCP_LISTEN
+                && row.inode != 0
+        })
+        .map(|row| row.inode))
+}
+
+/// Inodes of the server's ends of the connections it has accepted on
+/// `port` (every state but LISTEN, including CLOSE_WAIT after the client
+/// closed).
+pub fn accepted_inodes(port: u16) -> Result<Vec<u64>, ProcError> {
+    Ok(all_tcp_rows()?
+        .into_iter()
+        .filter(|row| row.local_port == port && row.state != TCP_LISTEN && row.inode != 0)
+        .map(|row| row.inode)
+        .collect())
+}
+
 /// Does `pid` hold a descriptor for the socket with this inode? `false` when
 /// the process cannot be inspected (gone, or not ours).
 pub fn holds_inode(pid: i32, inode: u64) -> bool {
@@ -584,6 +616,7 @@ mod tests {
             num_threads: 1,
             comm: "x".into(),
             start_time: 0,
+            child_minflt: 0,
         };
         let all = vec![
             row(1, 0),

@@ -12,9 +12,10 @@ use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
 use crate::cases::CaseFile;
-use crate::check::{apply_strict, CheckResult, TargetInfo, Totals, Verdict};
+use crate::check::{apply_strict, CheckResult, TargetInfo, Totals};
 use crate::checks::{catalog, CheckDef, Ctx, Settings};
-use crate::probe::{classify, Capabilities, Model, ModelReport};
+use crate::model::{classify, observe_idle, Model, ModelReport};
+use crate::probe::Capabilities;
 use crate::report::{Event, Reporter};
 use crate::select::Selection;
 use crate::target::{PortChoice, ServerInstance, StartError, TargetSpec};
@@ -104,12 +105,15 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
     }
     let started = Instant::now();
 
-    // The probe instance: can the server start at all, what does it serve,
-    // and how is it built?
+    // The probe instance: can the server start at all, how is it built, and
+    // what does it serve? Observed in that order: the idle state before any
+    // request, so that children still serving the route probes are not
+    // taken for pre-fork workers.
     let (caps, model, probe_pid) = match ServerInstance::start(&config.spec) {
         Ok(probe) => {
+            let idle = observe_idle(&probe);
+            let model = classify(&probe, &idle);
             let caps = Capabilities::probe(&probe);
-            let model = classify(&probe);
             (caps, model, probe.pid())
         }
         Err(error) => return startup_failure(config, error, started, reporter),
@@ -120,6 +124,7 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
         model: model.model.as_str().into(),
         model_evidence: model.evidence.clone(),
         capabilities: caps.as_map(),
+        capability_notes: caps.notes(),
     };
     reporter
         .event(&Event::RunStarted {
@@ -227,17 +232,8 @@ fn run_group(
     let mut ctx = Ctx::new(&config.spec, caps, model, &config.settings);
     for check in group {
         let started = Instant::now();
-        let missing: Vec<&str> = check
-            .needs
-            .iter()
-            .filter(|r| !caps.has(**r))
-            .map(|r| r.path())
-            .collect();
-        let mut result = if !missing.is_empty() {
-            check.blank_result().skip(format!(
-                "needs {}, which the server does not serve",
-                missing.join(", ")
-            ))
+        let mut result = if let Some(reason) = caps.skip_reason(check.needs) {
+            check.blank_result().skip(reason)
         } else {
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 (check.run)(&mut ctx, check.blank_result())
@@ -253,18 +249,11 @@ fn run_group(
                     .error(format!("harness bug: the check panicked: {message}"))
             })
         };
-        // A server that died during a check that did not notice: that check
-        // fails, and the next one gets a fresh server.
-        if let Some((status, tail)) = ctx.reap_if_dead() {
-            if matches!(
-                result.verdict,
-                Verdict::Pass | Verdict::Warn | Verdict::Skip
-            ) {
-                result = result.fail(format!("server exited during the check ({status})"));
-                for line in tail {
-                    result = result.evidence(format!("stderr: {line}"));
-                }
-            }
+        // A server that died during a check: whatever the verdict, the
+        // result says so, with the status, the stderr and a hint for the
+        // cause; the next check gets a fresh server.
+        if let Some(death) = ctx.take_death() {
+            result = death.record(result);
         }
         // The receiver lives until every worker is done.
         let _ = sender.send(result.with_duration(started.elapsed()));
@@ -284,6 +273,7 @@ fn startup_failure(
         model: Model::Unknown.as_str().into(),
         model_evidence: "the server did not start".into(),
         capabilities: Default::default(),
+        capability_notes: Default::default(),
     };
     reporter
         .event(&Event::RunStarted {

@@ -199,15 +199,43 @@ pub struct CaseFile {
     pub warn: Vec<Outcome>,
 }
 
+/// Whether any line of `bytes` reads like a request line whose target is
+/// `/echo` or below it, in origin form or absolute form.
+fn targets_echo(bytes: &[u8]) -> bool {
+    bytes.split(|&b| b == b'\n').any(|line| {
+        let mut parts = line.split(|&b| b == b' ').filter(|p| !p.is_empty());
+        let (Some(_method), Some(target)) = (parts.next(), parts.next()) else {
+            return false;
+        };
+        let path = match target.windows(3).position(|w| w == b"://") {
+            // Absolute form: the path starts after the authority.
+            Some(at) => {
+                let rest = &target[at + 3..];
+                match rest.iter().position(|&b| b == b'/') {
+                    Some(slash) => &rest[slash..],
+                    None => return false,
+                }
+            }
+            None => target,
+        };
+        path.starts_with(b"/echo")
+    })
+}
+
 impl CaseFile {
     /// All chunks joined.
     pub fn bytes(&self) -> Vec<u8> {
         self.send.concat()
     }
 
-    /// The routes the case cannot run without.
+    /// The routes the case cannot run without: `/echo` when a request
+    /// targets it, whether or not an outcome reads the echo. A server that
+    /// answers 404 there (or `Hello, World!` everywhere) would otherwise be
+    /// graded on an answer that says nothing about the rule the case tests.
     pub fn needs(&self) -> Vec<Route> {
-        if self.pass.iter().chain(&self.warn).any(Outcome::needs_echo) {
+        if self.pass.iter().chain(&self.warn).any(Outcome::needs_echo)
+            || targets_echo(&self.bytes())
+        {
             vec![Route::Echo]
         } else {
             Vec::new()
@@ -658,6 +686,18 @@ status = 200
     fn bad_case_files_are_clear_errors(#[case] text: &str) {
         let error = parse_case("t", "file.toml", text).unwrap_err();
         assert!(error.to_string().starts_with("file.toml: "), "{error}");
+    }
+
+    #[rstest]
+    #[case(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n", true)]
+    #[case(b"POST /echo/x?y=1 HTTP/1.1\r\n\r\n", true)]
+    #[case(b"GET http://a.test/echo HTTP/1.1\r\n\r\n", true)]
+    #[case(b"GET / HTTP/1.1\r\n\r\nGET /echo HTTP/1.1\r\n\r\n", true)]
+    #[case(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false)]
+    #[case(b"GET http://a.test/ HTTP/1.1\r\n\r\n", false)]
+    #[case(b"GET /hello HTTP/1.1\r\n\r\n", false)]
+    fn a_case_whose_request_targets_echo_needs_it(#[case] bytes: &[u8], #[case] needs: bool) {
+        assert_eq!(targets_echo(bytes), needs);
     }
 
     #[test]

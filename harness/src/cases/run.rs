@@ -17,7 +17,8 @@ use base64::Engine;
 use super::{CaseFile, ConnectionState, Mode, Outcome};
 use crate::check::{CheckResult, Verdict};
 use crate::client::{ClientError, Conn, Response};
-use crate::probe::{Capabilities, Model};
+use crate::model::Model;
+use crate::probe::Capabilities;
 use crate::target::{ServerInstance, StartError, TargetSpec};
 
 /// How long one delivery may wait for each response.
@@ -540,11 +541,7 @@ pub fn run_cases(
     std::thread::scope(|scope| {
         // An iterative server serves one connection at a time: more workers
         // would only queue behind each other and time out.
-        let workers = if model == Model::Iterative {
-            1
-        } else {
-            WORKERS
-        };
+        let workers = if model.is_iterative() { 1 } else { WORKERS };
         for _ in 0..workers.min(cases.len()) {
             scope.spawn(|| loop {
                 let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
@@ -570,18 +567,9 @@ pub fn run_cases(
 
 /// One case; `None` if the server died meanwhile (the verdict is uncertain).
 fn run_one(shared: &Shared<'_>, caps: &Capabilities, case: &CaseFile) -> Option<CheckResult> {
-    let missing: Vec<&str> = case
-        .needs()
-        .iter()
-        .filter(|r| !caps.has(**r))
-        .map(|r| r.path())
-        .collect();
-    if !missing.is_empty() {
+    if let Some(reason) = caps.skip_reason(&case.needs()) {
         let result = CheckResult::new(case.id.clone(), case.requirement.clone(), case.hint());
-        return Some(result.skip(format!(
-            "needs {}, which the server does not serve",
-            missing.join(", ")
-        )));
+        return Some(result.skip(reason));
     }
     let (addr, generation) = match shared.current() {
         Ok(current) => current,

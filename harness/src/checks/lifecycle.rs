@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{poll_until, start_failed, CheckDef, Ctx};
+use super::{load, poll_until, start_failed, CheckDef, Ctx};
+use crate::census;
 use crate::check::CheckResult;
 use crate::client::Conn;
 use crate::probe::Route;
@@ -138,15 +139,30 @@ fn sigterm(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let Some(mut server) = ctx.take_server() else {
         return result.error("no server instance");
     };
-    let (pid, addr) = (server.pid(), server.addr());
+    let (pid, addr, port) = (server.pid(), server.addr(), server.port());
     std::thread::scope(|scope| {
-        // A request in flight, so that there is a child to take care of.
+        // A request in flight, so that there is a child to take care of; the
+        // signal waits until the process serving it is known (found by the
+        // connection it holds), never sent at the first new descendant,
+        // which may be a bystander.
+        let mut serving = None;
         let in_flight = ctx.caps.has(Route::Sleep).then(|| {
-            let idle = procfs::descendants(pid).len();
-            let request = scope
-                .spawn(move || crate::client::get(addr, "/sleep?ms=1000", Duration::from_secs(10)));
-            poll_until(Duration::from_millis(500), || {
-                procfs::descendants(pid).len() > idle
+            let pending = load::Pending::connect(addr, load::REQUEST_TIMEOUT);
+            let client_port = pending.local_port();
+            let request = scope.spawn(move || {
+                pending.exchange(
+                    &load::get_request("/sleep?ms=1500"),
+                    Duration::from_secs(10),
+                )
+            });
+            poll_until(Duration::from_secs(1), || {
+                let holders = census::holders_of_connection(pid, port, client_port);
+                serving = holders
+                    .iter()
+                    .find(|p| p.pid != pid)
+                    .or(holders.first())
+                    .cloned();
+                serving.as_ref().is_some_and(|p| p.pid != pid)
             });
             request
         });
@@ -159,7 +175,7 @@ fn sigterm(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         // A server that stops well has reaped its children before it exits,
         // so whatever of its process group is still alive now outlived it.
         let pgid = server.pgid();
-        let outlived: Vec<i32> = if exited {
+        let mut outlived: Vec<i32> = if exited {
             procfs::group_members(pgid)
                 .into_iter()
                 .filter(|p| p.pid != pid && p.is_live())
@@ -168,9 +184,22 @@ fn sigterm(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         } else {
             Vec::new()
         };
+        // The process that was serving the request, if it was not the
+        // leader, must be gone too, whatever group it moved to.
+        if let Some(child) = serving.as_ref().filter(|p| p.pid != pid) {
+            let alive = procfs::stat(child.pid)
+                .is_ok_and(|now| now.start_time == child.start_time && now.is_live());
+            if exited && alive && !outlived.contains(&child.pid) {
+                outlived.push(child.pid);
+            }
+        }
         let ending = server.terminate();
         if let Some(request) = in_flight {
             let _ = request.join();
+        }
+        let mut result = result;
+        if let Some(serving) = &serving {
+            result = result.figure("serving_pid", serving.pid);
         }
         let result = result
             .figure("exit_ms", elapsed.as_millis() as u64)

@@ -19,8 +19,11 @@ pub mod signals;
 
 use std::time::Duration;
 
+pub use crate::death::{exit_details, stderr_excerpt, Death};
+
 use crate::check::CheckResult;
-use crate::probe::{Capabilities, ModelReport, Route};
+use crate::model::ModelReport;
+use crate::probe::{Capabilities, Route};
 use crate::target::{ServerInstance, StartError, TargetSpec};
 
 /// Settings that shape the load the checks apply.
@@ -95,6 +98,9 @@ pub struct Ctx<'a> {
     pub settings: &'a Settings,
     /// The group's server, if started and not yet stopped.
     instance: Option<ServerInstance>,
+    /// How the group's server died during the current check, once a check
+    /// has noticed; taken by the runner when the check ends.
+    death: Option<Death>,
 }
 
 impl<'a> Ctx<'a> {
@@ -111,6 +117,7 @@ impl<'a> Ctx<'a> {
             model,
             settings,
             instance: None,
+            death: None,
         }
     }
 
@@ -144,58 +151,24 @@ impl<'a> Ctx<'a> {
         self.instance = Some(instance);
     }
 
-    /// If the group's server died during a check, returns its exit status and
-    /// the tail of its stderr, and forgets it so the next check starts afresh.
-    pub fn reap_if_dead(&mut self) -> Option<(String, Vec<String>)> {
-        let instance = self.instance.as_mut()?;
-        if instance.is_alive() {
-            return None;
+    /// Whether the group's server died during this check (noticed by the
+    /// check itself or now). A dead server is forgotten, so that the next
+    /// check starts afresh, and its death is kept for [`Ctx::take_death`].
+    pub fn died(&mut self) -> Option<&Death> {
+        if let Some(instance) = self.instance.as_mut() {
+            if !instance.is_alive() {
+                self.death = Some(Death::of(instance));
+                self.instance = None;
+            }
         }
-        let details = exit_details(instance);
-        self.instance = None;
-        Some(details)
+        self.death.as_ref()
     }
-}
 
-/// How a dead server ended: its exit status in words, and the part of its
-/// stderr worth showing.
-pub fn exit_details(server: &mut ServerInstance) -> (String, Vec<String>) {
-    let status = server
-        .exit_status()
-        .map(|s| crate::target::describe_status(&s))
-        .unwrap_or_else(|| "unknown status".into());
-    (status, stderr_excerpt(server.stderr_tail(80)))
-}
-
-/// The part of a dead server's stderr worth showing: from the first line
-/// that names the failure (a panic, a traceback, an error) a few lines on,
-/// then the last lines; a long backtrace would otherwise push the cause out.
-pub fn stderr_excerpt(tail: Vec<String>) -> Vec<String> {
-    const MARKERS: [&str; 7] = [
-        "panicked",
-        "Traceback",
-        "error",
-        "Error",
-        "fatal",
-        "Segmentation",
-        "Abort",
-    ];
-    if tail.len() <= 12 {
-        return tail;
+    /// How the server died during the check that just ended, if it did.
+    pub fn take_death(&mut self) -> Option<Death> {
+        self.died();
+        self.death.take()
     }
-    let Some(start) = tail
-        .iter()
-        .position(|l| MARKERS.iter().any(|m| l.contains(m)))
-    else {
-        return tail[tail.len() - 10..].to_vec();
-    };
-    let head_end = (start + 6).min(tail.len());
-    let mut lines = tail[start..head_end].to_vec();
-    if head_end < tail.len() - 4 {
-        lines.push(format!("... ({} lines)", tail.len() - 4 - head_end));
-    }
-    lines.extend_from_slice(&tail[(tail.len() - 4).max(head_end)..]);
-    lines
 }
 
 /// Runs `f` on `n` threads at once and collects the results in order.

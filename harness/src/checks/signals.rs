@@ -15,7 +15,6 @@ use nix::sys::signal::Signal;
 
 use super::{start_failed, CheckDef, Ctx};
 use crate::check::CheckResult;
-use crate::client;
 use crate::probe::Route;
 
 /// The checks of this group.
@@ -51,8 +50,15 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let addr = server.addr();
     // One complete request first, so the server is back in accept when the
     // storm starts; then spread the storm over a quarter of a second, so the
-    // signals land while it waits for the next connection.
-    let _ = client::get(addr, "/", Duration::from_secs(1));
+    // signals land while it waits for the next connection. A server that
+    // does not answer it cannot be judged by what follows.
+    let before = super::load::timed_get(addr, "/", Duration::from_secs(3));
+    if !before.answered() {
+        return result.error(format!(
+            "precondition failed: GET / before the storm was not answered ({})",
+            before.failure()
+        ));
+    }
     let mut sent = 0;
     for _ in 0..STORM {
         if server.signal_leader(Signal::SIGCHLD).is_ok() {
@@ -60,13 +66,16 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         }
         std::thread::sleep(Duration::from_micros(500));
     }
-    let idle_answer = client::get(addr, "/", Duration::from_secs(3));
+    let idle_answer = super::load::timed_get(addr, "/", Duration::from_secs(3));
     let result = result.figure("signals_idle", sent);
-    if let Err(error) = idle_answer {
+    if !idle_answer.answered() {
         return dead_or_failed(
             ctx,
             result,
-            format!("after {sent} SIGCHLD while idle, GET / failed: {error}"),
+            format!(
+                "after {sent} SIGCHLD while idle, GET / failed: {}",
+                idle_answer.failure()
+            ),
         );
     }
 
@@ -101,36 +110,31 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
             format!("{failures} of 100 requests failed during a storm of {busy_sent} SIGCHLD"),
         );
     }
-    match client::get(addr, "/", Duration::from_secs(3)) {
-        Ok(_) => result.pass(format!(
+    let after = super::load::timed_get(addr, "/", Duration::from_secs(3));
+    if after.answered() {
+        return result.pass(format!(
             "alive and answering after {} SIGCHLD",
             sent + busy_sent
-        )),
-        Err(error) => dead_or_failed(
-            ctx,
-            result,
-            format!("GET / failed after the storms: {error}"),
-        ),
+        ));
     }
+    dead_or_failed(
+        ctx,
+        result,
+        format!("GET / failed after the storms: {}", after.failure()),
+    )
 }
 
-/// Fails the check, saying whether the server died and how.
+/// Fails the check; a server that is dying is given a moment to finish, so
+/// that its death is recorded with the result.
 fn dead_or_failed(ctx: &mut Ctx<'_>, result: CheckResult, what: String) -> CheckResult {
     // A server killed by a signal closes its sockets before it is a zombie:
     // give a dying server a moment to finish dying before asking.
     if let Some(server) = ctx.server_if_running() {
         let _ = super::poll_until(Duration::from_millis(500), || !server.is_alive());
     }
-    match ctx.reap_if_dead() {
-        Some((status, tail)) => {
-            let mut result = result.evidence(format!("server exited: {status}"));
-            for line in tail {
-                result = result.evidence(format!("stderr: {line}"));
-            }
-            result.fail(format!("server exited ({status}); {what}"))
-        }
-        None => result.fail(what),
-    }
+    let _ = ctx.died();
+    // The runner adds the death's status, stderr and hint.
+    result.fail(what)
 }
 
 /// Clients that reset mid-response.
@@ -179,22 +183,24 @@ fn sigpipe(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let result = result.figure("resets", resets);
     // Several requests, so that a server dying on its next write is caught.
     for _ in 0..3 {
-        if let Err(error) = client::get(addr, "/", Duration::from_secs(3)) {
+        let timed = super::load::timed_get(addr, "/", Duration::from_secs(3));
+        if !timed.answered() {
             return dead_or_failed(
                 ctx,
                 result,
-                format!("after {resets} resets mid-response, GET / failed: {error}"),
+                format!(
+                    "after {resets} resets mid-response, GET / failed: {}",
+                    timed.failure()
+                ),
             );
         }
     }
-    match ctx.reap_if_dead() {
-        Some((status, _)) => result.fail(format!(
-            "server exited ({status}) after {resets} resets mid-response"
-        )),
-        None => result.pass(format!(
-            "alive and answering after {resets} clients reset mid-response"
-        )),
+    if ctx.died().is_some() {
+        return result.fail(format!("server exited after {resets} resets mid-response"));
     }
+    result.pass(format!(
+        "alive and answering after {resets} clients reset mid-response"
+    ))
 }
 
 /// Closes `stream` with RST instead of FIN (SO_LINGER with a zero timeout).

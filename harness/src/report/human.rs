@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! harness: ./target/release/server --listen {addr}
-//!   model: fork-per-connection (3 children under load, 1 thread)   capabilities: /echo /sleep
+//!   model: fork-per-connection (idle: 0 children, 1 thread; 8 connections held ...)
+//!   capabilities: /echo /sleep (missing: /pid)
+//!     /pid: not served (answers 404)
 //!
 //! PASS  concurrency/sleep-latency           parallelism 7.8 (8 x 300 ms in 307 ms)
 //! FAIL  process/zombies                     12 zombies after 2 s settle
@@ -97,7 +99,11 @@ impl HumanReporter {
         if !target.model_evidence.is_empty() {
             model.push_str(&format!(" ({})", printable(&target.model_evidence)));
         }
-        writeln!(self.out, "{model}   capabilities: {}", capabilities(target))?;
+        writeln!(self.out, "{model}")?;
+        writeln!(self.out, "  capabilities: {}", capabilities(target))?;
+        for (route, note) in &target.capability_notes {
+            writeln!(self.out, "    {}: {}", printable(route), printable(note))?;
+        }
         if self.verbose {
             let pid = target
                 .pid
@@ -333,10 +339,14 @@ mod tests {
         assert_eq!(lines[0], "harness: ./target/release/server --listen {addr}");
         assert_eq!(
             lines[1],
-            "  model: fork-per-connection (3 children under load, 1 thread)   \
-             capabilities: /bytes /echo /sleep (missing: /pid)"
+            "  model: fork-per-connection (3 children under load, 1 thread)"
         );
-        assert_eq!(lines[2], "");
+        assert_eq!(
+            lines[2],
+            "  capabilities: /bytes /echo /sleep (missing: /pid)"
+        );
+        assert_eq!(lines[3], "    /pid: not served (answers 404)");
+        assert_eq!(lines[4], "");
     }
 
     #[test]

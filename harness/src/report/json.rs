@@ -4,7 +4,8 @@
 //! ```json
 //! {
 //!   "target": { "command": "...", "pid": 4242, "model": "fork-per-connection",
-//!               "model_evidence": "...", "capabilities": { "/sleep": true } },
+//!               "model_evidence": "...", "capabilities": { "/sleep": true },
+//!               "capability_notes": { "/pid": "not served (answers 404)" } },
 //!   "checks": [ { "id": "process/zombies", "verdict": "fail", "summary": "...",
 //!                 "requirement": "...", "hint": "...", "figures": { "zombies": 12 },
 //!                 "evidence": [ "pids 1234 1235" ], "duration_ms": 2150 } ],

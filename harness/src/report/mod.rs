@@ -113,6 +113,10 @@ pub(crate) mod fixtures {
                 ("/pid".to_owned(), false),
                 ("/sleep".to_owned(), true),
             ]),
+            capability_notes: BTreeMap::from([(
+                "/pid".to_owned(),
+                "not served (answers 404)".to_owned(),
+            )]),
         }
     }
 
