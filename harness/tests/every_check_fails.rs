@@ -78,20 +78,25 @@ const ITERATIVE: Expected = Expected {
 /// A child that does not exit falls back into the accept loop and becomes a
 /// second acceptor. The readiness probe's own connection leaves one such
 /// child behind before the harness looks, so at idle the server has children
-/// that accept: the harness sees a pre-fork server (which is what it has
-/// become) and skips `fds/child-listener`, whose requirement is only for
-/// fork-per-connection servers. On SIGTERM the server kills its children
+/// that accept. `fds/child-listener` judges the process that serves its
+/// request: a leftover acceptor that existed before it (skip: a pre-fork
+/// worker holds the listener by design) or a child forked for it, which
+/// holds the listener because no-exit children keep it to accept again
+/// (fail, a true finding of this fault). On SIGTERM the server kills its children
 /// but not the grandchildren they forked; whether one is still alive when
 /// the check looks, and whether the server exits within the limit, depends
 /// on timing, so `lifecycle/sigterm` may get any verdict but error.
 const NO_EXIT: Expected = Expected {
     model: "pre-fork",
     fail: &["process/children-exit"],
-    skip: &["fds/child-listener"],
-    collateral: &[(
-        "lifecycle/sigterm",
-        &[Verdict::Pass, Verdict::Warn, Verdict::Fail],
-    )],
+    skip: &[],
+    collateral: &[
+        ("fds/child-listener", &[Verdict::Skip, Verdict::Fail]),
+        (
+            "lifecycle/sigterm",
+            &[Verdict::Pass, Verdict::Warn, Verdict::Fail],
+        ),
+    ],
 };
 
 /// listen(1): the 8 simultaneous connects of sleep-latency can overflow the

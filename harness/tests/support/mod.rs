@@ -568,6 +568,7 @@ pub struct Target {
     pub model: String,
     pub model_evidence: String,
     pub capabilities: BTreeMap<String, bool>,
+    pub capability_notes: BTreeMap<String, String>,
 }
 
 /// One entry of `checks`.
