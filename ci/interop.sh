@@ -146,11 +146,14 @@ run_server() {
 # Runs every selected server, then records the versions involved.
 run_all() {
     local gunicorn_opts=()
-    # gunicorn 24+ opens a control socket at a fixed path under $HOME, shared by
-    # every master: the harness runs several instances at once (one per check
-    # group), and writing outside the work tree is not ours to do.
-    if "$VENV/bin/gunicorn" --help 2>/dev/null | grep -q -- '--no-control-socket'; then
-        gunicorn_opts+=(--no-control-socket)
+    # gunicorn 25+ opens a control socket at a fixed default path, which every
+    # master would share: the harness runs several instances at once (one per
+    # check group), and writing outside the work tree is not ours to do. Each
+    # instance gets its own path ({port} is the harness's placeholder) instead
+    # of no socket at all: the arbiter's control socket, opened a moment after
+    # it listens, is part of what the descriptor checks must judge right.
+    if "$VENV/bin/gunicorn" --help 2>/dev/null | grep -q -- '--control-socket'; then
+        gunicorn_opts+=(--control-socket "$OUT_DIR/gunicorn-{port}.ctl")
     fi
     : >"$runs"
     local label
@@ -238,8 +241,6 @@ READING = [
     ("*", "http/persistence/*", {"fail", "warn"}, CLOSED, "finding",
      "no persistent connections (RFC 9112 §9.3: SHOULD; a warn would fit better than a fail)"),
     ("wsgiref", "concurrency/*", {"fail"}, None, "finding", "iterative: one connection at a time, accept queue of 5"),
-    ("wsgiref", "process/*", {"error"}, None, "finding",
-     "socketserver's accept queue is 5 long: most of a burst of connections is never accepted in time"),
     ("*", "concurrency/sleep-latency", {"warn"}, None, "finding",
      "parallelism is bounded by the configured workers and threads (gunicorn's workers also accept unevenly)"),
     ("*", "http/request-line/method-*", {"fail"}, r"^status 400 instead of", "finding",
