@@ -321,7 +321,7 @@ mod tests {
             Some("needs /pid, which the server does not serve (answers 404)")
         );
         assert_eq!(caps.skip_reason(&[Route::Echo]), None);
-        assert_eq!(caps.as_map()["/sleep"], false);
+        assert!(!caps.as_map()["/sleep"]);
         assert_eq!(caps.notes().len(), 3, "{:?}", caps.notes());
     }
 

@@ -35,8 +35,9 @@ use support::{only_process_checks, HarnessRun, Report, Verdict, ALL_IDS};
 
 /// What a run against one server must show.
 struct Expected {
-    /// The process model the harness must find.
-    model: &'static str,
+    /// The process models the harness may find (one, unless the server is
+    /// honestly two things at once).
+    model: &'static [&'static str],
     /// Checks that must fail: the ones the fault is meant for.
     fail: &'static [&'static str],
     /// Checks that must be skipped because they do not apply to the server.
@@ -50,7 +51,7 @@ const FORK: &str = "fork-per-connection";
 
 /// The clean reference server.
 const CLEAN: Expected = Expected {
-    model: FORK,
+    model: &[FORK],
     fail: &[],
     skip: &[],
     collateral: &[],
@@ -59,7 +60,7 @@ const CLEAN: Expected = Expected {
 /// Checks that a fork-per-connection server with only `fail` wrong must pass.
 const fn fork_fails(fail: &'static [&'static str]) -> Expected {
     Expected {
-        model: FORK,
+        model: &[FORK],
         fail,
         skip: &[],
         collateral: &[],
@@ -68,7 +69,7 @@ const fn fork_fails(fail: &'static [&'static str]) -> Expected {
 
 /// The iterative fault: no fork, one client at a time.
 const ITERATIVE: Expected = Expected {
-    model: "iterative",
+    model: &["iterative"],
     fail: &["concurrency/sleep-latency", "concurrency/slow-client"],
     // Without a child per connection there is no child to hold the listener.
     skip: &["fds/child-listener"],
@@ -78,7 +79,7 @@ const ITERATIVE: Expected = Expected {
 /// A child that does not exit falls back into the accept loop and becomes a
 /// second acceptor. The readiness probe's own connection leaves one such
 /// child behind before the harness looks, so at idle the server has children
-/// that accept. `fds/child-listener` judges the process that serves its
+/// that accept, and new connections still fork. `fds/child-listener` judges the process that serves its
 /// request: a leftover acceptor that existed before it (skip: a pre-fork
 /// worker holds the listener by design) or a child forked for it, which
 /// holds the listener because no-exit children keep it to accept again
@@ -87,7 +88,10 @@ const ITERATIVE: Expected = Expected {
 /// the check looks, and whether the server exits within the limit, depends
 /// on timing, so `lifecycle/sigterm` may get any verdict but error.
 const NO_EXIT: Expected = Expected {
-    model: "pre-fork",
+    // Leftover children accept (pre-fork), and every connection the parent
+    // accepts still forks (fork-per-connection): which the held connections
+    // show first depends on who accepts them.
+    model: &["pre-fork", FORK],
     fail: &["process/children-exit"],
     skip: &[],
     collateral: &[
@@ -99,24 +103,17 @@ const NO_EXIT: Expected = Expected {
     ],
 };
 
-/// listen(1): the 8 simultaneous connects of sleep-latency can overflow the
-/// accept queue too; how many SYNs the kernel drops (and so how serial the
-/// requests look) varies from run to run. The bursts that load the process
-/// checks (50 and 20 connections) overflow it as well, and a check whose
-/// load did not go through reports an error rather than a pass it did not
-/// earn; whether any of those requests is lost varies too.
+/// listen(1): the bursts overflow the accept queue, which is
+/// `concurrency/burst`'s finding and no other check's. `sleep-latency`
+/// connects its clients first and times the service from the requests sent,
+/// so the SYNs the kernel drops (a second each) do not make it look serial;
+/// the zombie and children checks see the children of the requests that got
+/// through, and pass, naming the unanswered ones.
 const TINY_BACKLOG: Expected = Expected {
-    model: FORK,
+    model: &[FORK],
     fail: &["concurrency/burst"],
     skip: &[],
-    collateral: &[
-        (
-            "concurrency/sleep-latency",
-            &[Verdict::Pass, Verdict::Warn, Verdict::Fail],
-        ),
-        ("process/zombies", &[Verdict::Pass, Verdict::Error]),
-        ("process/children-exit", &[Verdict::Pass, Verdict::Error]),
-    ],
+    collateral: &[],
 };
 
 /// Which checks a run selects.
@@ -204,9 +201,11 @@ fn assert_verdicts(faults: &[&str], report: &Report, expected: &Expected, suite:
         mismatches.join("\n"),
         report.overview()
     );
-    assert_eq!(
-        report.target.model, expected.model,
-        "faults {faults:?}: model evidence: {}",
+    assert!(
+        expected.model.contains(&report.target.model.as_str()),
+        "faults {faults:?}: model {} (expected one of {:?}), evidence: {}",
+        report.target.model,
+        expected.model,
         report.target.model_evidence
     );
 }

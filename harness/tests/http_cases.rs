@@ -159,7 +159,7 @@ fn a_server_that_trusts_one_read_fails_split_delivery() {
     );
 
     // The clean server passes the same cases in every mode.
-    let mut args = vec![
+    let args = vec![
         "--only",
         "demo",
         "--cases",
