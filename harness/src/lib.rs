@@ -8,6 +8,7 @@
 //! - [`target`]: launching the server in its own process group, readiness, teardown.
 //! - [`interrupt`]: Ctrl-C never leaves a server behind.
 //! - [`procfs`]: children, zombies, threads, descriptors and sockets from /proc.
+//! - [`timed`]: one request with its moments; "answered" means its head arrived.
 //! - [`client`]: the harness's own small HTTP/1.1 client.
 //! - [`death`]: what a dead server's status and stderr say, and the hint for it.
 //! - [`census`]: the process tree's numbers, settled, persistent and watched.
@@ -39,3 +40,4 @@ pub mod report;
 pub mod runner;
 pub mod select;
 pub mod target;
+pub mod timed;

@@ -25,8 +25,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::census::{self, Snapshot};
-use crate::checks::load;
 use crate::target::ServerInstance;
+use crate::timed;
 
 /// How the server handles connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,12 +120,8 @@ pub fn observe_idle(server: &ServerInstance) -> Idle {
 const SILENT: usize = 4;
 /// Connections held with half a request.
 const HALF: usize = 4;
-/// The half request; [`COMPLETION`] finishes it.
+/// The half request sent on the half-sent connections.
 const HALF_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: harness\r\n";
-/// Completes a half request.
-const COMPLETION: &[u8] = b"Connection: close\r\n\r\n";
-/// Sent on a silent connection before it is closed.
-const WHOLE_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n";
 
 /// What was seen while connections were held.
 #[derive(Clone, Debug, Default)]
@@ -244,7 +240,7 @@ fn observe_held(server: &ServerInstance, idle: &Idle) -> Held {
     });
     let opened = streams.len();
     let started = Instant::now();
-    let other = load::timed_get(addr, "/", Duration::from_secs(1));
+    let other = timed::get(addr, "/", Duration::from_secs(1));
     let other_answered = other.answered().then(|| started.elapsed());
     complete_gently(&mut streams);
     Held {
@@ -261,8 +257,8 @@ fn observe_held(server: &ServerInstance, idle: &Idle) -> Held {
 /// closes empty (which some servers do not survive).
 fn complete_gently(streams: &mut [(TcpStream, bool)]) {
     for (stream, half) in streams.iter_mut() {
-        let rest = if *half { COMPLETION } else { WHOLE_REQUEST };
-        let _ = stream.write_all(rest);
+        let sent: &[u8] = if *half { HALF_REQUEST } else { b"" };
+        let _ = stream.write_all(timed::completion_of(sent));
     }
     let deadline = Instant::now() + Duration::from_secs(1);
     crate::checks::in_parallel(streams.len(), |i| {

@@ -13,10 +13,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::checks::load::{self, REQUEST_TIMEOUT};
 use crate::client::{self, Conn};
 use crate::procfs;
 use crate::target::ServerInstance;
+use crate::timed::{self, REQUEST_TIMEOUT};
 
 /// A conformance-app route the harness relies on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -160,7 +160,7 @@ const SLEEP_SLACK: Duration = Duration::from_millis(2500);
 fn probe_sleep(addr: std::net::SocketAddr) -> RouteStatus {
     for ms in SLEEPS_MS {
         let asked = Duration::from_millis(ms);
-        let timed = load::timed_get(addr, &format!("/sleep?ms={ms}"), asked + REQUEST_TIMEOUT);
+        let timed = timed::get(addr, &format!("/sleep?ms={ms}"), asked + REQUEST_TIMEOUT);
         let Some(status) = timed.status else {
             return RouteStatus::Missing(format!("no answer: {}", timed.failure()));
         };

@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::{in_parallel, load, start_failed, CheckDef, Ctx};
 use crate::check::CheckResult;
 use crate::probe::Route;
+use crate::timed;
 
 /// The checks of this group.
 pub const CHECKS: &[CheckDef] = &[
@@ -62,15 +63,15 @@ fn sleep_latency(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     // One untimed round first: a runtime's cold first requests (imports,
     // JIT, a worker's first fork) are not the server's concurrency.
     let warm_path = "/sleep?ms=1";
-    let warm_up = in_parallel(clients, |_| load::timed_get(addr, warm_path, timeout));
+    let warm_up = in_parallel(clients, |_| timed::get(addr, warm_path, timeout));
     let path = format!("/sleep?ms={ms}");
-    let request = load::get_request(&path);
+    let request = timed::get_request(&path);
     // Every client connects first and all send together: the time a full
     // accept queue adds to a connect (a retransmitted SYN costs a second)
     // is concurrency/burst's finding, not counted here again.
     let barrier = Barrier::new(clients);
     let timed = in_parallel(clients, |_| {
-        let pending = load::Pending::connect(addr, load::REQUEST_TIMEOUT);
+        let pending = timed::Pending::connect(addr, timed::REQUEST_TIMEOUT);
         barrier.wait();
         pending.exchange(&request, timeout)
     });
@@ -111,7 +112,7 @@ fn sleep_latency(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         .unwrap_or_default();
     let slowest = timed
         .iter()
-        .filter_map(load::Timed::service)
+        .filter_map(timed::Timed::service)
         .max()
         .unwrap_or_default();
     let parallelism = (clients as f64 * ms as f64) / (service.as_secs_f64() * 1000.0).max(1.0);
@@ -168,14 +169,9 @@ fn slow_client(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         if let Err(error) = staller.write_all(bytes) {
             return result.error(format!("could not send the {name} client's bytes: {error}"));
         }
-        let answer = load::timed_get(addr, "/", limit);
+        let answer = timed::get(addr, "/", limit);
         // Finish the stalled request so that the server sees a whole one.
-        let rest: &[u8] = if bytes.is_empty() {
-            b"GET / HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n"
-        } else {
-            b"1\r\nConnection: close\r\n\r\n"
-        };
-        let _ = staller.write_all(rest);
+        let _ = staller.write_all(timed::completion_of(bytes));
         let _ = staller.set_read_timeout(Some(Duration::from_millis(200)));
         let _ = std::io::Read::read(&mut staller, &mut [0u8; 1024]);
         drop(staller);
@@ -218,7 +214,7 @@ fn burst(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     };
     // What GET / answers at idle: a burst is judged against it, so that a
     // server whose answer to every path is 404 is not called load-shedding.
-    let idle = load::timed_get(addr, "/", load::REQUEST_TIMEOUT);
+    let idle = timed::get(addr, "/", timed::REQUEST_TIMEOUT);
     let Some(idle_status) = idle.status else {
         return result.error(format!(
             "precondition failed: GET / at idle was not answered ({})",
@@ -226,7 +222,7 @@ fn burst(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         ));
     };
     let timed = load::burst_timed(addr, BURST);
-    let answered: Vec<&load::Timed> = timed.iter().filter(|t| t.answered()).collect();
+    let answered: Vec<&timed::Timed> = timed.iter().filter(|t| t.answered()).collect();
     let as_idle = answered
         .iter()
         .filter(|t| t.status == Some(idle_status))
@@ -236,7 +232,7 @@ fn burst(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let unanswered: Vec<String> = timed
         .iter()
         .filter(|t| !t.answered() && !t.refused() && !t.reset())
-        .map(load::Timed::failure)
+        .map(timed::Timed::failure)
         .collect();
     let slowest = answered
         .iter()

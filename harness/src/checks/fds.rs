@@ -15,6 +15,7 @@ use crate::check::CheckResult;
 use crate::client::{self, Conn};
 use crate::probe::Route;
 use crate::procfs::{self, FdInfo};
+use crate::timed::REQUEST_TIMEOUT;
 
 /// The checks of this group.
 pub const CHECKS: &[CheckDef] = &[
@@ -201,9 +202,9 @@ fn close_eof(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let mut unanswered = 0;
     // Both at once: a server that never answers costs one timeout.
     let outcomes = super::in_parallel(probes.len(), |i| {
-        let mut conn = Conn::connect(addr, load::REQUEST_TIMEOUT)?;
+        let mut conn = Conn::connect(addr, REQUEST_TIMEOUT)?;
         conn.send(probes[i].1)?;
-        let deadline = Instant::now() + load::REQUEST_TIMEOUT;
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
         let Some(mut response) = conn.read_head(deadline, false)? else {
             return Err(client::ClientError::ClosedEarly { received: 0 });
         };
@@ -283,14 +284,14 @@ fn child_listener(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     // connection that has sent nothing (a forking server's child waits in
     // its first read). The process serving it is the one holding the
     // server's end of this very connection.
-    let mut conn = match Conn::connect(addr, load::REQUEST_TIMEOUT) {
+    let mut conn = match Conn::connect(addr, REQUEST_TIMEOUT) {
         Ok(conn) => conn,
         Err(error) => return result.error(format!("could not connect: {error}")),
     };
     let client_port = conn.stream().local_addr().map(|a| a.port()).unwrap_or(0);
     let how = if sleep {
         if let Err(error) =
-            conn.send(b"GET /sleep?ms=1500 HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n")
+            conn.send(b"GET /sleep?ms=1000 HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n")
         {
             return result.error(format!("could not send the /sleep request: {error}"));
         }
@@ -321,33 +322,44 @@ fn child_listener(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         )),
         Some(child) => {
             let child = child.pid;
+            // `None` once the child cannot be judged any more: exited, or a
+            // zombie (whose descriptor table reads empty). Only a live child
+            // whose table lacks the listener passes.
             let holds = || {
-                listeners
-                    .iter()
-                    .any(|&inode| procfs::holds_inode(child, inode))
+                let live = procfs::stat(child).is_ok_and(|s| s.is_live());
+                let fds = procfs::fds(child).ok().filter(|_| live)?;
+                Some(fds.iter().any(|fd| {
+                    procfs::socket_inode(fd).is_some_and(|inode| listeners.contains(&inode))
+                }))
             };
             // Right after fork every child holds it until it closes it:
             // give the child time to do so before judging.
-            let released = poll_until(Duration::from_millis(500), || !holds());
+            let mut held = holds();
+            poll_until(Duration::from_millis(500), || {
+                held = holds();
+                held != Some(true)
+            });
             let result = result.figure("child_pid", child);
-            if released {
-                result.pass(format!(
+            match held {
+                Some(false) => result.pass(format!(
                     "child {child}, serving {how}, does not hold the listening socket"
-                ))
-            } else {
-                result
+                )),
+                Some(true) => result
                     .evidence(format!(
                         "child {child} holds socket inode(s) {listeners:?} of the listener on port {port}"
                     ))
                     .fail(format!(
                         "child {child} holds the listening socket while serving {how}"
-                    ))
+                    )),
+                None => result.error(format!(
+                    "child {child}, serving {how}, exited before it could be judged"
+                )),
             }
         }
     };
     // Finish the request so that the server sees a whole one.
     if !sleep {
-        let _ = conn.send(b"GET / HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n");
+        let _ = conn.send(crate::timed::completion_of(b""));
     }
     let _ = conn.read_answer(
         Instant::now() + Duration::from_secs(3),

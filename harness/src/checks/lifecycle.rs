@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{load, poll_until, start_failed, CheckDef, Ctx};
+use super::{poll_until, start_failed, CheckDef, Ctx};
 use crate::census;
 use crate::check::CheckResult;
 use crate::client::Conn;
 use crate::probe::Route;
 use crate::procfs;
 use crate::target::{ServerInstance, StartError};
+use crate::timed;
 
 /// The checks of this group.
 pub const CHECKS: &[CheckDef] = &[
@@ -147,11 +148,11 @@ fn sigterm(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         // which may be a bystander.
         let mut serving = None;
         let in_flight = ctx.caps.has(Route::Sleep).then(|| {
-            let pending = load::Pending::connect(addr, load::REQUEST_TIMEOUT);
+            let pending = timed::Pending::connect(addr, timed::REQUEST_TIMEOUT);
             let client_port = pending.local_port();
             let request = scope.spawn(move || {
                 pending.exchange(
-                    &load::get_request("/sleep?ms=1500"),
+                    &timed::get_request("/sleep?ms=1000"),
                     Duration::from_secs(10),
                 )
             });

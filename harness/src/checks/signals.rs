@@ -16,6 +16,7 @@ use nix::sys::signal::Signal;
 use super::{start_failed, CheckDef, Ctx};
 use crate::check::CheckResult;
 use crate::probe::Route;
+use crate::timed;
 
 /// The checks of this group.
 pub const CHECKS: &[CheckDef] = &[
@@ -52,7 +53,7 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     // storm starts; then spread the storm over a quarter of a second, so the
     // signals land while it waits for the next connection. A server that
     // does not answer it cannot be judged by what follows.
-    let before = super::load::timed_get(addr, "/", Duration::from_secs(3));
+    let before = timed::get(addr, "/", Duration::from_secs(3));
     if !before.answered() {
         return result.error(format!(
             "precondition failed: GET / before the storm was not answered ({})",
@@ -66,7 +67,7 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         }
         std::thread::sleep(Duration::from_micros(500));
     }
-    let idle_answer = super::load::timed_get(addr, "/", Duration::from_secs(3));
+    let idle_answer = timed::get(addr, "/", Duration::from_secs(3));
     let result = result.figure("signals_idle", sent);
     if !idle_answer.answered() {
         return dead_or_failed(
@@ -110,7 +111,7 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
             format!("{failures} of 100 requests failed during a storm of {busy_sent} SIGCHLD"),
         );
     }
-    let after = super::load::timed_get(addr, "/", Duration::from_secs(3));
+    let after = timed::get(addr, "/", Duration::from_secs(3));
     if after.answered() {
         return result.pass(format!(
             "alive and answering after {} SIGCHLD",
@@ -183,7 +184,7 @@ fn sigpipe(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let result = result.figure("resets", resets);
     // Several requests, so that a server dying on its next write is caught.
     for _ in 0..3 {
-        let timed = super::load::timed_get(addr, "/", Duration::from_secs(3));
+        let timed = timed::get(addr, "/", Duration::from_secs(3));
         if !timed.answered() {
             return dead_or_failed(
                 ctx,
