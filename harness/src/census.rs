@@ -230,6 +230,38 @@ pub fn holders_of_connection(leader: i32, server_port: u16, client_port: u16) ->
         .collect()
 }
 
+/// The process serving the connection from `client_port`, waited for up to
+/// 1 s: the first holder other than the leader (a forking parent holds the
+/// connection only for the moment between accept and closing its copy), or
+/// the leader once it alone has held it for 300 ms. `None` if the
+/// connection was never accepted. A holder once seen is kept, so a request
+/// that ends meanwhile does not erase what was observed.
+pub fn serving_process(leader: i32, server_port: u16, client_port: u16) -> Option<ProcStat> {
+    const LIMIT: Duration = Duration::from_secs(1);
+    const LEADER_ALONE: Duration = Duration::from_millis(300);
+    let started = Instant::now();
+    let mut leader_since: Option<Instant> = None;
+    let mut seen_leader = None;
+    while started.elapsed() < LIMIT {
+        let holders = holders_of_connection(leader, server_port, client_port);
+        if let Some(child) = holders.iter().find(|p| p.pid != leader) {
+            return Some(child.clone());
+        }
+        match holders.into_iter().next() {
+            Some(process) => {
+                let since = *leader_since.get_or_insert_with(Instant::now);
+                seen_leader = Some(process);
+                if since.elapsed() >= LEADER_ALONE {
+                    break;
+                }
+            }
+            None => leader_since = None,
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    seen_leader
+}
+
 /// What a [`watch`] saw of the tree while its work ran.
 #[derive(Debug, Clone, Default)]
 pub struct Seen {

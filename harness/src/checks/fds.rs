@@ -299,17 +299,9 @@ fn child_listener(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     } else {
         "a connection that has sent nothing yet"
     };
-    let mut holders = Vec::new();
-    // The parent holds the connection for a moment after accept, until it
-    // has forked and closed its copy; wait for a holder other than the
-    // leader, and take the leader only if no other appears.
-    poll_until(Duration::from_secs(1), || {
-        holders = census::holders_of_connection(pid, port, client_port);
-        holders.iter().any(|p| p.pid != pid)
-    });
-    let result = result.figure("held_by", holders.len());
-    let verdict = match holders.iter().find(|p| p.pid != pid) {
-        None if holders.is_empty() => {
+    let serving = census::serving_process(pid, port, client_port);
+    let verdict = match serving.as_ref().filter(|p| p.pid != pid) {
+        None if serving.is_none() => {
             result.error(format!("{how} was not accepted within 1 s: no process holds it"))
         }
         None => result.skip(format!(

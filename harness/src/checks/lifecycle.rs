@@ -156,15 +156,7 @@ fn sigterm(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
                     Duration::from_secs(10),
                 )
             });
-            poll_until(Duration::from_secs(1), || {
-                let holders = census::holders_of_connection(pid, port, client_port);
-                serving = holders
-                    .iter()
-                    .find(|p| p.pid != pid)
-                    .or(holders.first())
-                    .cloned();
-                serving.as_ref().is_some_and(|p| p.pid != pid)
-            });
+            serving = census::serving_process(pid, port, client_port);
             request
         });
         let start = Instant::now();
