@@ -114,6 +114,9 @@ pub struct Outcome {
     pub echo: BTreeMap<String, String>,
     /// Meta-variables that must be absent.
     pub absent: Vec<String>,
+    /// The answer is not an HTTP/1.x response at all but bare bytes, the
+    /// way an HTTP/0.9 server answers a request line without a version.
+    pub bare: bool,
 }
 
 impl Outcome {
@@ -162,6 +165,9 @@ impl fmt::Display for Outcome {
         }
         if !self.absent.is_empty() {
             parts.push(format!("without {}", self.absent.join(", ")));
+        }
+        if self.bare {
+            parts.push("a bare body without a status line".into());
         }
         if parts.is_empty() {
             parts.push("anything".into());
@@ -406,6 +412,8 @@ struct RawOutcome {
     echo: BTreeMap<String, String>,
     #[serde(default)]
     absent: Vec<String>,
+    #[serde(default)]
+    bare: bool,
 }
 
 #[derive(Deserialize)]
@@ -446,6 +454,7 @@ fn outcome(raw: RawOutcome) -> Result<Outcome, String> {
         interim: raw.interim,
         echo,
         absent: raw.absent,
+        bare: raw.bare,
     })
 }
 
