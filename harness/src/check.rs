@@ -291,6 +291,10 @@ pub struct TargetInfo {
     /// without keeping its contract (`"/sleep": "/sleep?ms=60 answers after
     /// 1 ms: not the conformance route"`).
     pub capability_notes: BTreeMap<String, String>,
+    /// What the server did with one plain request, learned once for the
+    /// whole run: answers nothing, frames by close, keeps connections open,
+    /// exits after a request. Empty for a server that behaves.
+    pub habits: Vec<String>,
 }
 
 #[cfg(test)]

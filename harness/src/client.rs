@@ -58,6 +58,15 @@ pub struct Answer {
     pub body: BodyEnd,
 }
 
+/// A response as [`Conn::read_received`] got it: complete, or as far as it came.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The head, and the body so far.
+    pub response: Response,
+    /// Why the body is not complete; `None` when it ended as framed.
+    pub incomplete: Option<String>,
+}
+
 /// How the body of an [`Answer`] ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyEnd {
@@ -504,6 +513,68 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Reads one response the way the cases judge it: what came is kept even
+    /// when the body did not end. A body still arriving at `deadline`, or a
+    /// close-framed body followed by `close_gap` of silence on a connection
+    /// that stays open, gives the head and the body so far, marked
+    /// incomplete; it is never parsed again as the start of a response.
+    /// `None` on a clean close before the first byte, as
+    /// [`Conn::read_response`].
+    pub fn read_received(
+        &mut self,
+        deadline: Instant,
+        head_request: bool,
+        close_gap: Option<Duration>,
+    ) -> Result<Option<Received>, ClientError> {
+        let started = Instant::now();
+        let Some(mut response) = self.read_head(deadline, head_request)? else {
+            return Ok(None);
+        };
+        let incomplete = match response.framing {
+            Framing::UntilClose => loop {
+                if self.buf.len() > MAX_BODY {
+                    return Err(malformed(format!("body exceeds the {MAX_BODY}-byte limit")));
+                }
+                let wait_until =
+                    close_gap.map_or(deadline, |gap| (Instant::now() + gap).min(deadline));
+                match self.read_more(wait_until, "response body", started) {
+                    Ok(0) => break None,
+                    Ok(_) => {}
+                    Err(ClientError::Timeout { .. }) if Instant::now() < deadline => {
+                        break Some(format!(
+                            "framed by close, and the connection stayed open {} ms after the last byte",
+                            close_gap.unwrap_or_default().as_millis()
+                        ))
+                    }
+                    Err(ClientError::Timeout { after, .. }) => {
+                        break Some(format!(
+                            "framed by close, and no end of file after {:.2}s",
+                            after.as_secs_f64()
+                        ))
+                    }
+                    Err(error) => return Err(error),
+                }
+            },
+            _ => match self.read_body(&mut response, deadline, started) {
+                Ok(()) => None,
+                Err(ClientError::Timeout { after, .. }) => Some(format!(
+                    "the body did not end within {:.2}s ({} bytes came)",
+                    after.as_secs_f64(),
+                    self.buf.len()
+                )),
+                Err(error) => return Err(error),
+            },
+        };
+        if response.framing == Framing::UntilClose || incomplete.is_some() {
+            // What came of the body is all there will be on this connection.
+            response.body = std::mem::take(&mut self.buf);
+        }
+        Ok(Some(Received {
+            response,
+            incomplete,
+        }))
     }
 
     /// Reads a response the way the load of the process checks does: it is

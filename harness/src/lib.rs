@@ -14,6 +14,7 @@
 //! - [`census`]: the process tree's numbers, settled, persistent and watched.
 //! - [`model`]: the process model, judged by what changes with held connections.
 //! - [`probe`]: which conformance-app routes keep their contract.
+//! - [`habits`]: what the server does with every request, learned once per run.
 //! - [`checks`]: the process checks, by group.
 //! - [`cases`]: the HTTP/1.1 and gateway cases from `cases/`, sent three ways.
 //! - [`fuzz`]: `harness fuzz`, property-based request fuzzing with proptest.
@@ -32,6 +33,7 @@ pub mod client;
 pub mod death;
 pub mod exit;
 pub mod fuzz;
+pub mod habits;
 pub mod interrupt;
 pub mod model;
 pub mod probe;

@@ -131,6 +131,17 @@ impl Capabilities {
         Some(format!("needs {}", reasons.join("; and ")))
     }
 
+    /// Every route missing, because the server answered no request at all.
+    pub fn unanswered() -> Capabilities {
+        let why = "no answer: the server answered no request in this run";
+        Capabilities {
+            routes: Route::ALL
+                .iter()
+                .map(|&route| (route, RouteStatus::Missing(why.into())))
+                .collect(),
+        }
+    }
+
     /// Asks the server for each route and judges the answers by the contract.
     pub fn probe(server: &ServerInstance) -> Capabilities {
         let addr = server.addr();

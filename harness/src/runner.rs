@@ -11,9 +11,11 @@ use std::fmt;
 use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
+use crate::cases::run::CaseRun;
 use crate::cases::CaseFile;
 use crate::check::{apply_strict, CheckResult, TargetInfo, Totals};
 use crate::checks::{catalog, CheckDef, Ctx, Settings};
+use crate::habits::Habits;
 use crate::model::{classify, observe_idle, Model, ModelReport};
 use crate::probe::Capabilities;
 use crate::report::{Event, Reporter};
@@ -109,12 +111,28 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
     // what does it serve? Observed in that order: the idle state before any
     // request, so that children still serving the route probes are not
     // taken for pre-fork workers.
-    let (caps, model, probe_pid) = match ServerInstance::start(&config.spec) {
-        Ok(probe) => {
+    // One plain request then shows what the server does with every
+    // request (see `habits`); a server that exits after it is started again
+    // for the model and the routes.
+    let (caps, model, habits, probe_pid) = match ServerInstance::start(&config.spec) {
+        Ok(mut probe) => {
             let idle = observe_idle(&probe);
+            let habits = Habits::learn(&mut probe);
+            if !probe.is_alive() {
+                drop(probe);
+                probe = match ServerInstance::start(&config.spec) {
+                    Ok(probe) => probe,
+                    Err(error) => return startup_failure(config, error, started, reporter),
+                };
+            }
             let model = classify(&probe, &idle);
-            let caps = Capabilities::probe(&probe);
-            (caps, model, probe.pid())
+            // Routes cannot keep a contract on a server that answers nothing.
+            let caps = if habits.answers {
+                Capabilities::probe(&probe)
+            } else {
+                Capabilities::unanswered()
+            };
+            (caps, model, habits, probe.pid())
         }
         Err(error) => return startup_failure(config, error, started, reporter),
     };
@@ -125,6 +143,7 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
         model_evidence: model.evidence.clone(),
         capabilities: caps.as_map(),
         capability_notes: caps.notes(),
+        habits: habits.notes.clone(),
     };
     reporter
         .event(&Event::RunStarted {
@@ -169,26 +188,28 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             let sender = sender.clone();
-            let (queue, caps, model) = (&queue, &caps, &model);
+            let (queue, caps, model, habits) = (&queue, &caps, &model, &habits);
             scope.spawn(move || loop {
                 let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
                 match next {
                     None => return,
-                    Some(Work::Checks(group)) => run_group(&group, config, caps, model, &sender),
+                    Some(Work::Checks(group)) => {
+                        run_group(&group, config, caps, model, habits, &sender)
+                    }
                     Some(Work::Cases(cases)) => {
                         let sender = Mutex::new(sender.clone());
-                        crate::cases::run::run_cases(
-                            &config.spec,
+                        let run = CaseRun {
+                            spec: &config.spec,
                             caps,
-                            model.model,
-                            &cases,
-                            &|result| {
-                                // The receiver lives until every worker is done.
-                                if let Ok(sender) = sender.lock() {
-                                    let _ = sender.send(result);
-                                }
-                            },
-                        );
+                            model: model.model,
+                            habits,
+                        };
+                        run.run(&cases, &|result| {
+                            // The receiver lives until every worker is done.
+                            if let Ok(sender) = sender.lock() {
+                                let _ = sender.send(result);
+                            }
+                        });
                     }
                 }
             });
@@ -227,13 +248,18 @@ fn run_group(
     config: &RunConfig,
     caps: &Capabilities,
     model: &ModelReport,
+    habits: &Habits,
     sender: &mpsc::Sender<CheckResult>,
 ) {
-    let mut ctx = Ctx::new(&config.spec, caps, model, &config.settings);
+    let mut ctx = Ctx::new(&config.spec, caps, model, habits, &config.settings);
     for check in group {
         let started = Instant::now();
         let mut result = if let Some(reason) = caps.skip_reason(check.needs) {
             check.blank_result().skip(reason)
+        } else if check.needs_answers && !habits.answers {
+            check.blank_result().error(
+                "precondition failed: the server answered no request in this run (see the header), so the check has nothing to measure",
+            )
         } else {
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 (check.run)(&mut ctx, check.blank_result())
@@ -274,6 +300,7 @@ fn startup_failure(
         model_evidence: "the server did not start".into(),
         capabilities: Default::default(),
         capability_notes: Default::default(),
+        habits: Vec::new(),
     };
     reporter
         .event(&Event::RunStarted {

@@ -4,8 +4,13 @@
 //!
 //! # Layout
 //! - this file: the case model, loading, and the escape grammar of `send`.
-//! - [`run`]: sending a case three ways and judging what came back.
+//! - [`observe`]: one delivery: the bytes sent one way, what came back.
+//! - [`grade`]: an observation judged against the graded outcomes.
+//! - [`run`]: a group of cases, within a deadline each, on the instances the
+//!   server's behaviour calls for.
 
+pub mod grade;
+pub mod observe;
 pub mod run;
 
 use std::collections::BTreeMap;

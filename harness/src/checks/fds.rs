@@ -27,6 +27,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "Close every descriptor you open per request: in a forking server the parent must close its copy \
                of the client socket right after fork, and files opened per request must be closed.",
         needs: &[],
+        needs_answers: true,
         run: leak,
     },
     CheckDef {
@@ -36,6 +37,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "Close the connection after the response when the client asked for it; in a forking server the \
                parent must also close its own copy of the client socket, or the connection never closes.",
         needs: &[],
+        needs_answers: true,
         run: close_eof,
     },
     CheckDef {
@@ -45,6 +47,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "In the child, close the listening socket first thing after fork: the child never accepts, and \
                its copy keeps the port open after the parent is gone.",
         needs: &[],
+        needs_answers: false,
         run: child_listener,
     },
 ];

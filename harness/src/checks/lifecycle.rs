@@ -27,6 +27,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "Bind and listen before any slow initialisation, print nothing that needs input, and exit non-zero \
                with a message on stderr when the address cannot be used.",
         needs: &[],
+        needs_answers: false,
         run: startup,
     },
     CheckDef {
@@ -35,6 +36,7 @@ pub const CHECKS: &[CheckDef] = &[
                       once on the same port binds it.",
         hint: "Set SO_REUSEADDR on the listening socket before bind: setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1).",
         needs: &[],
+        needs_answers: true,
         run: reuseaddr,
     },
     CheckDef {
@@ -44,6 +46,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "Handle SIGTERM: stop accepting, wait a grace period for the children, then SIGKILL and reap the \
                stragglers before exiting. Children must not outlive the server.",
         needs: &[],
+        needs_answers: false,
         run: sigterm,
     },
 ];

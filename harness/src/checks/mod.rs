@@ -20,6 +20,7 @@ pub mod signals;
 use std::time::Duration;
 
 pub use crate::death::{exit_details, stderr_excerpt, Death};
+use crate::habits::Habits;
 
 use crate::check::CheckResult;
 use crate::model::ModelReport;
@@ -58,6 +59,10 @@ pub struct CheckDef {
     pub hint: &'static str,
     /// Conformance-app routes the check cannot run without.
     pub needs: &'static [Route],
+    /// Whether the check means anything only against a server that answers
+    /// requests: against one that answered none in this run it reports an
+    /// error at once instead of waiting out its own timeouts.
+    pub needs_answers: bool,
     /// Runs the check; the result arrives pre-filled with id, requirement and hint.
     pub run: fn(&mut Ctx<'_>, CheckResult) -> CheckResult,
 }
@@ -94,6 +99,8 @@ pub struct Ctx<'a> {
     pub caps: &'a Capabilities,
     /// How the server handles connections.
     pub model: &'a ModelReport,
+    /// What the server does with every request.
+    pub habits: &'a Habits,
     /// Load settings.
     pub settings: &'a Settings,
     /// The group's server, if started and not yet stopped.
@@ -109,12 +116,14 @@ impl<'a> Ctx<'a> {
         spec: &'a TargetSpec,
         caps: &'a Capabilities,
         model: &'a ModelReport,
+        habits: &'a Habits,
         settings: &'a Settings,
     ) -> Ctx<'a> {
         Ctx {
             spec,
             caps,
             model,
+            habits,
             settings,
             instance: None,
             death: None,

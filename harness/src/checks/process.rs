@@ -23,6 +23,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "Reap every child: in the SIGCHLD handler call waitpid(-1, &status, WNOHANG) in a loop until it \
                returns 0 or -1. One SIGCHLD can stand for many exited children.",
         needs: &[],
+        needs_answers: true,
         run: zombies,
     },
     CheckDef {
@@ -32,6 +33,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "A child must end when its connection ends: call _exit() after serving, so that it never falls \
                back into the parent's accept loop, and time out clients that go silent.",
         needs: &[],
+        needs_answers: true,
         run: children_exit,
     },
 ];

@@ -27,6 +27,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "Retry accept (and every blocking call: read, write, waitpid, poll) when it fails with EINTR, and \
                install handlers with SA_RESTART.",
         needs: &[],
+        needs_answers: true,
         run: eintr,
     },
     CheckDef {
@@ -36,6 +37,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "Ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)) or send with MSG_NOSIGNAL, and treat EPIPE/ECONNRESET \
                from write as the end of that one connection.",
         needs: &[Route::Bytes],
+        needs_answers: true,
         run: sigpipe,
     },
 ];

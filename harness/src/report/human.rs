@@ -104,6 +104,9 @@ impl HumanReporter {
         for (route, note) in &target.capability_notes {
             writeln!(self.out, "    {}: {}", printable(route), printable(note))?;
         }
+        for habit in &target.habits {
+            writeln!(self.out, "  behaviour: {}", printable(habit))?;
+        }
         if self.verbose {
             let pid = target
                 .pid

@@ -117,6 +117,7 @@ pub(crate) mod fixtures {
                 "/pid".to_owned(),
                 "not served (answers 404)".to_owned(),
             )]),
+            habits: Vec::new(),
         }
     }
 

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Servers that make a conformance run slow, one per mode, for
+ci/bench-harness.sh: the run must keep its time budget whatever the server
+does.
+
+  silent        accepts and reads, never answers
+  never-read    accepts, never reads, never answers
+  never-close   answers every request with a close-framed "Hello, World!"
+                and never closes the connection
+  trickle       answers a complete response one byte a second
+  die           answers one request, then exits
+
+Each listens on $HOST:$PORT (default 127.0.0.1:8888) and serves every
+connection in a thread of its own, so that only the mode's behaviour, not a
+queue, is what the harness meets.
+"""
+import os
+import socket
+import sys
+import threading
+import time
+
+MODES = ("silent", "never-read", "never-close", "trickle", "die")
+HELLO = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nHello, World!"
+FRAMED = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!"
+# Connections held open, so that no socket is closed by garbage collection.
+held = []
+
+
+def read_request(conn):
+    """Reads until a blank line (or the peer's end); True if one came."""
+    data = b""
+    while b"\r\n\r\n" not in data and b"\n\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return False
+        data += chunk
+        if len(data) > 1 << 20:
+            return False
+    return True
+
+
+def serve(conn, mode):
+    try:
+        if mode == "never-read":
+            held.append(conn)
+            return
+        if mode == "silent":
+            while conn.recv(65536):
+                pass
+            return
+        if not read_request(conn):
+            return
+        if mode == "never-close":
+            conn.sendall(HELLO)
+            held.append(conn)
+            while conn.recv(65536):
+                pass
+        elif mode == "trickle":
+            for byte in FRAMED:
+                conn.sendall(bytes([byte]))
+                time.sleep(1)
+        elif mode == "die":
+            conn.sendall(FRAMED)
+            conn.close()
+            os._exit(0)
+    except OSError:
+        pass
+    finally:
+        if mode not in ("never-read", "never-close"):
+            conn.close()
+
+
+def main():
+    mode = sys.argv[1] if len(sys.argv) > 1 else ""
+    if mode not in MODES:
+        print(f"usage: hostile_server.py {{{'|'.join(MODES)}}}", file=sys.stderr)
+        sys.exit(2)
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "8888"))
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(1024)
+    print(f"listening on http://{host}:{listener.getsockname()[1]} ({mode})", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=serve, args=(conn, mode), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()

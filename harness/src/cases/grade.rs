@@ -1,0 +1,173 @@
+//! Judging one observation against a case's graded outcomes: pass when one
+//! pass outcome matches, warn when a warn outcome does (or a SHOULD is not
+//! met by a server that did answer), fail otherwise, with the reason.
+
+use base64::Engine;
+
+use super::observe::Observation;
+use super::{latin1, CaseFile, ConnectionState, Level, Outcome};
+use crate::check::Verdict;
+
+/// Whether `observation` matches `outcome`; if not, why.
+/// `persistence_case`: the case is about persistence itself (`http/persistence/`),
+/// so an announced close does not stand in for a kept connection.
+pub fn matches(
+    outcome: &Outcome,
+    observation: &Observation,
+    persistence_case: bool,
+) -> Result<(), String> {
+    let first = observation.responses.first();
+    // Outside the persistence cases, a server that says it will close
+    // (Connection: close) and does so has kept its word: closing after any
+    // response is allowed (RFC 9112 §9.6), requests pipelined after that
+    // close are the client's to retry (§9.3.2), and the case is about
+    // something else.
+    let announced_close = !persistence_case
+        && observation.connection == Some(ConnectionState::Closed)
+        && observation.responses.last().is_some_and(|r| {
+            // Said with `Connection: close`, or by an HTTP/1.0 response
+            // without keep-alive, which closes by default (RFC 9112 §9.3).
+            let connection = r
+                .header_str("connection")
+                .map(|c| c.to_ascii_lowercase())
+                .unwrap_or_default();
+            connection.contains("close")
+                || (r.version == "HTTP/1.0" && !connection.contains("keep-alive"))
+        });
+    // A bare answer is no response: only an outcome that names it matches.
+    match (&observation.bare, outcome.bare) {
+        (None, true) => return Err("no bare answer".into()),
+        (Some(bytes), false) => {
+            return Err(format!(
+                "a bare answer without a status line ({:?})",
+                String::from_utf8_lossy(bytes)
+            ))
+        }
+        _ => {}
+    }
+    if let Some(status) = outcome.status {
+        match first {
+            Some(response) if status.matches(response.status) => {}
+            Some(response) => {
+                return Err(format!("status {} instead of {status}", response.status))
+            }
+            None => return Err(format!("no response instead of status {status}")),
+        }
+    }
+    if let Some(statuses) = &outcome.statuses {
+        let got: Vec<u16> = observation.responses.iter().map(|r| r.status).collect();
+        let cut_short = announced_close && !got.is_empty() && got.len() < statuses.len();
+        if (got.len() != statuses.len() && !cut_short)
+            || !statuses
+                .iter()
+                .zip(&got)
+                .all(|(want, got)| want.matches(*got))
+        {
+            let want: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+            return Err(format!("statuses {got:?} instead of [{}]", want.join(", ")));
+        }
+    }
+    if let Some(n) = outcome.responses {
+        let cut_short =
+            announced_close && !observation.responses.is_empty() && observation.responses.len() < n;
+        if observation.responses.len() != n && !cut_short {
+            return Err(format!(
+                "{} responses instead of {n}",
+                observation.responses.len()
+            ));
+        }
+    }
+    if let Some(interim) = &outcome.interim {
+        if &observation.interim != interim {
+            return Err(format!(
+                "interim {:?} instead of {interim:?}",
+                observation.interim
+            ));
+        }
+    }
+    if !outcome.echo.is_empty() || !outcome.absent.is_empty() {
+        let Some(response) = first else {
+            return Err("no response to read the echo from".into());
+        };
+        let echo: serde_json::Map<String, serde_json::Value> =
+            match serde_json::from_slice(&response.body) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => {
+                    return Err(format!(
+                        "status {}: the body is not an /echo JSON object",
+                        response.status
+                    ))
+                }
+            };
+        for (key, want) in &outcome.echo {
+            let got = echo.get(key).and_then(|v| v.as_str());
+            let got = if key == "body" {
+                got.and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .map(|b| latin1(&b))
+            } else {
+                got.map(str::to_string)
+            };
+            if got.as_deref() != Some(want.as_str()) {
+                return Err(format!(
+                    "echo {key} = {} instead of {want:?}",
+                    got.map_or("(absent)".into(), |g| format!("{g:?}"))
+                ));
+            }
+        }
+        for key in &outcome.absent {
+            if let Some(value) = echo.get(key) {
+                return Err(format!("echo has {key} = {value} but must not"));
+            }
+        }
+    }
+    if let Some(state) = outcome.connection {
+        let excused = state == ConnectionState::Kept && announced_close;
+        if observation.connection != Some(state) && !excused {
+            let got = match observation.connection {
+                Some(ConnectionState::Closed) => "closed",
+                Some(ConnectionState::Kept) => "kept",
+                None => "unknown",
+            };
+            return Err(format!(
+                "connection {got} instead of {}",
+                if state == ConnectionState::Closed {
+                    "closed"
+                } else {
+                    "kept"
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The grade of one observation, with the reason when it did not pass.
+pub fn grade(case: &CaseFile, observation: &Observation) -> (Verdict, Option<String>) {
+    let persistence = case.id.starts_with("http/persistence/");
+    let mut reasons = Vec::new();
+    for outcome in &case.pass {
+        match matches(outcome, observation, persistence) {
+            Ok(()) => return (Verdict::Pass, None),
+            Err(reason) => reasons.push(reason),
+        }
+    }
+    if case
+        .warn
+        .iter()
+        .any(|outcome| matches(outcome, observation, persistence).is_ok())
+    {
+        return (Verdict::Warn, Some(reasons.join("; ")));
+    }
+    // A SHOULD not met is a warning, as long as the server answered or
+    // closed: a hang or a broken response is never merely a SHOULD.
+    let answered = !observation.responses.is_empty()
+        || observation.bare.is_some()
+        || observation.connection == Some(ConnectionState::Closed);
+    if case.level == Level::Should && answered && observation.problem.is_none() {
+        return (
+            Verdict::Warn,
+            Some(format!("SHOULD not met: {}", reasons.join("; "))),
+        );
+    }
+    (Verdict::Fail, Some(reasons.join("; ")))
+}

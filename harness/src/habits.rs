@@ -1,0 +1,126 @@
+//! What the server does with every request, learned once per run: whether
+//! it answers at all, how it frames a response, whether it closes after
+//! `Connection: close`, and whether it outlives the request.
+//!
+//! Each of these would otherwise be paid for again by every case and every
+//! check, in timeouts: a server that never closes makes each delivery wait
+//! for an end of file that never comes, a silent one makes each wait for a
+//! head. Learned on the probe instance with one plain request, reported once
+//! in the run's header, they let the cases and the checks spend their time
+//! on what each of them is about.
+
+use std::time::{Duration, Instant};
+
+use crate::client::{ClientError, Conn, Framing};
+use crate::target::ServerInstance;
+use crate::timed::REQUEST_TIMEOUT;
+
+/// How long after a complete response the server has to close the
+/// connection it was asked to close.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// How long the leader is watched after the answer for an exit.
+const EXIT_WATCH: Duration = Duration::from_millis(150);
+
+/// The request the habits are learned from: the plainest one there is.
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: harness-habits\r\nConnection: close\r\n\r\n";
+
+/// What one plain `GET /` with `Connection: close` showed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Habits {
+    /// A response head arrived within [`REQUEST_TIMEOUT`].
+    pub answers: bool,
+    /// The response was framed by the end of the connection (no
+    /// Content-Length, not chunked).
+    pub frames_by_close: bool,
+    /// After the response the server closed within [`CLOSE_WAIT`]; `None`
+    /// when there was no response to close after.
+    pub closes: Option<bool>,
+    /// The leader was still running after answering.
+    pub survives: bool,
+    /// One line per finding, for the header and the JSON report.
+    pub notes: Vec<String>,
+}
+
+impl Habits {
+    /// What a well-behaved server does; for runs that do not probe.
+    pub fn assumed() -> Habits {
+        Habits {
+            answers: true,
+            frames_by_close: false,
+            closes: Some(true),
+            survives: true,
+            notes: Vec::new(),
+        }
+    }
+
+    /// The server keeps connections open after its last response: an end of
+    /// file is not worth waiting for.
+    pub fn holds_connections(&self) -> bool {
+        self.closes == Some(false)
+    }
+
+    /// Sends the plain request to `server` and watches what follows.
+    pub fn learn(server: &mut ServerInstance) -> Habits {
+        let mut habits = Habits::assumed();
+        let started = Instant::now();
+        let deadline = started + REQUEST_TIMEOUT;
+        let head = Conn::connect(server.addr(), REQUEST_TIMEOUT).and_then(|mut conn| {
+            conn.send(REQUEST)?;
+            let head = conn.read_head(deadline, false)?;
+            Ok((conn, head))
+        });
+        match head {
+            Ok((mut conn, Some(mut response))) => {
+                habits.frames_by_close = response.framing == Framing::UntilClose;
+                let head_at = Instant::now();
+                let closed = if habits.frames_by_close {
+                    // The end of the body is the close itself.
+                    conn.wait_eof(head_at + CLOSE_WAIT).unwrap_or(true)
+                } else {
+                    let body_deadline = head_at + CLOSE_WAIT;
+                    conn.read_body(&mut response, body_deadline, head_at)
+                        .is_ok()
+                        && conn.wait_eof(body_deadline).unwrap_or(true)
+                };
+                habits.closes = Some(closed);
+                if habits.frames_by_close {
+                    habits.notes.push(
+                        "frames its responses by closing the connection (no Content-Length, not chunked): no connection can be kept alive".into(),
+                    );
+                }
+                if !closed {
+                    habits.notes.push(format!(
+                        "keeps the connection open after answering a request with Connection: close (no end of file within {} ms): cases read a close-framed body until a short silence and do not wait for an end of file",
+                        CLOSE_WAIT.as_millis()
+                    ));
+                }
+            }
+            Ok((_, None)) | Err(ClientError::Reset) | Err(ClientError::ClosedEarly { .. }) => {
+                habits.answers = false;
+                habits.closes = None;
+                habits.notes.push(
+                    "closed the connection without answering GET / : cases get one delivery each"
+                        .into(),
+                );
+            }
+            Err(error) => {
+                habits.answers = false;
+                habits.closes = None;
+                habits.notes.push(format!(
+                    "did not answer GET / ({error}): cases get one short delivery each, and checks that need answers report an error at once"
+                ));
+            }
+        }
+        if crate::checks::poll_until(EXIT_WATCH, || !server.is_alive()) {
+            habits.survives = false;
+            let status = server
+                .exit_status()
+                .map(|s| crate::target::describe_status(&s))
+                .unwrap_or_else(|| "exited".into());
+            habits.notes.push(format!(
+                "exited after one request ({status}): every case delivery gets a fresh server"
+            ));
+        }
+        habits
+    }
+}
