@@ -11,6 +11,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::checks::Answers;
 use crate::client::{ClientError, Conn, Framing};
 use crate::target::ServerInstance;
 use crate::timed::REQUEST_TIMEOUT;
@@ -18,6 +19,9 @@ use crate::timed::REQUEST_TIMEOUT;
 /// How long after a complete response the server has to close the
 /// connection it was asked to close.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// How long a second connection may wait for its answer while the first
+/// is held open.
+const NEXT_WAIT: Duration = Duration::from_secs(1);
 /// How long the leader is watched after the answer for an exit.
 const EXIT_WATCH: Duration = Duration::from_millis(150);
 
@@ -37,6 +41,10 @@ pub struct Habits {
     pub closes: Option<bool>,
     /// The leader was still running after answering.
     pub survives: bool,
+    /// A second request, on a new connection while the first one was still
+    /// held open, was answered too. Asked only of a server that holds its
+    /// connections; one that does not serves the next connection anyway.
+    pub serves_next: bool,
     /// One line per finding, for the header and the JSON report.
     pub notes: Vec<String>,
 }
@@ -49,6 +57,7 @@ impl Habits {
             frames_by_close: false,
             closes: Some(true),
             survives: true,
+            serves_next: true,
             notes: Vec::new(),
         }
     }
@@ -57,6 +66,21 @@ impl Habits {
     /// file is not worth waiting for.
     pub fn holds_connections(&self) -> bool {
         self.closes == Some(false)
+    }
+
+    /// Why a check that needs `answers` from one instance cannot get them
+    /// from this server, if it cannot.
+    pub fn shortfall(&self, answers: Answers) -> Option<String> {
+        match answers {
+            Answers::NotNeeded => None,
+            _ if !self.answers => Some(
+                "the server answered no request in this run (see the header), so the check has nothing to measure".into(),
+            ),
+            Answers::Many if !self.serves_next => Some(
+                "the server answers one connection and then holds it open without answering the next (see the header), so no load can be applied".into(),
+            ),
+            Answers::One | Answers::Many => None,
+        }
     }
 
     /// Sends the plain request to `server` and watches what follows.
@@ -93,7 +117,17 @@ impl Habits {
                         "keeps the connection open after answering a request with Connection: close (no end of file within {} ms): cases read a close-framed body until a short silence and do not wait for an end of file",
                         CLOSE_WAIT.as_millis()
                     ));
+                    // The first connection is still open: is anyone else served?
+                    let next = crate::timed::get(server.addr(), "/", NEXT_WAIT);
+                    habits.serves_next = next.answered();
+                    if !habits.serves_next {
+                        habits.notes.push(format!(
+                            "did not answer a second connection within {} ms while it held the first: each case delivery gets a fresh server, and checks that need a load report an error at once",
+                            NEXT_WAIT.as_millis()
+                        ));
+                    }
                 }
+                drop(conn);
             }
             Ok((_, None)) | Err(ClientError::Reset) | Err(ClientError::ClosedEarly { .. }) => {
                 habits.answers = false;

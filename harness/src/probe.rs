@@ -131,13 +131,12 @@ impl Capabilities {
         Some(format!("needs {}", reasons.join("; and ")))
     }
 
-    /// Every route missing, because the server answered no request at all.
-    pub fn unanswered() -> Capabilities {
-        let why = "no answer: the server answered no request in this run";
+    /// Every route missing, not asked: `why` the server could not answer.
+    pub fn unanswered(why: &str) -> Capabilities {
         Capabilities {
             routes: Route::ALL
                 .iter()
-                .map(|&route| (route, RouteStatus::Missing(why.into())))
+                .map(|&route| (route, RouteStatus::Missing(format!("not asked: {why}"))))
                 .collect(),
         }
     }

@@ -107,33 +107,24 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
     }
     let started = Instant::now();
 
-    // The probe instance: can the server start at all, how is it built, and
-    // what does it serve? Observed in that order: the idle state before any
-    // request, so that children still serving the route probes are not
-    // taken for pre-fork workers.
-    // One plain request then shows what the server does with every
-    // request (see `habits`); a server that exits after it is started again
-    // for the model and the routes.
-    let (caps, model, habits, probe_pid) = match ServerInstance::start(&config.spec) {
-        Ok(mut probe) => {
-            let idle = observe_idle(&probe);
-            let habits = Habits::learn(&mut probe);
-            if !probe.is_alive() {
-                drop(probe);
-                probe = match ServerInstance::start(&config.spec) {
-                    Ok(probe) => probe,
-                    Err(error) => return startup_failure(config, error, started, reporter),
-                };
-            }
-            let model = classify(&probe, &idle);
-            // Routes cannot keep a contract on a server that answers nothing.
-            let caps = if habits.answers {
-                Capabilities::probe(&probe)
-            } else {
-                Capabilities::unanswered()
-            };
-            (caps, model, habits, probe.pid())
-        }
+    // Before any check: can the server start at all, how is it built, what
+    // does it do with a plain request, and which routes does it serve? The
+    // model is judged on an instance that has served nothing yet (its idle
+    // state first, so that children still serving a probe are not taken for
+    // pre-fork workers); the habits and the routes on a second instance, at
+    // the same time. A fixed port holds one instance, so there the four are
+    // learned one after another on one.
+    let learned = match config.spec.port {
+        PortChoice::Fixed(_) => learn_on_one(&config.spec),
+        PortChoice::Auto => learn_on_two(&config.spec),
+    };
+    let Learned {
+        model,
+        habits,
+        caps,
+        pid: probe_pid,
+    } = match learned {
+        Ok(learned) => learned,
         Err(error) => return startup_failure(config, error, started, reporter),
     };
     let target = TargetInfo {
@@ -242,6 +233,89 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
     finish(config, results, None, started, reporter)
 }
 
+/// What the run learns about the server before any check.
+struct Learned {
+    model: ModelReport,
+    habits: Habits,
+    caps: Capabilities,
+    /// The pid of the instance the model was judged on.
+    pid: i32,
+}
+
+/// The habits, then the routes, on `probe`; restarted first if the habits'
+/// request was its last.
+fn habits_and_routes(
+    spec: &TargetSpec,
+    mut probe: ServerInstance,
+) -> Result<(Habits, Capabilities), StartError> {
+    let habits = Habits::learn(&mut probe);
+    if !probe.is_alive() {
+        drop(probe);
+        probe = ServerInstance::start(spec)?;
+    }
+    // Routes cannot keep a contract on a server that answers nothing, nor
+    // be asked side by side of one that holds its one connection.
+    let caps = if !habits.answers {
+        Capabilities::unanswered("the server answered no request in this run")
+    } else if !habits.serves_next {
+        Capabilities::unanswered(
+            "the server holds its one connection open without serving the next",
+        )
+    } else {
+        Capabilities::probe(&probe)
+    };
+    Ok((habits, caps))
+}
+
+fn learn_on_one(spec: &TargetSpec) -> Result<Learned, StartError> {
+    let probe = ServerInstance::start(spec)?;
+    let idle = observe_idle(&probe);
+    let pid = probe.pid();
+    // The habits' request comes after the idle census, before the model.
+    let mut probe = probe;
+    let habits = Habits::learn(&mut probe);
+    if !probe.is_alive() {
+        drop(probe);
+        probe = ServerInstance::start(spec)?;
+    }
+    let model = classify(&probe, &idle);
+    let caps = if habits.answers && habits.serves_next {
+        Capabilities::probe(&probe)
+    } else {
+        Capabilities::unanswered("the server does not answer request after request")
+    };
+    Ok(Learned {
+        model,
+        habits,
+        caps,
+        pid,
+    })
+}
+
+fn learn_on_two(spec: &TargetSpec) -> Result<Learned, StartError> {
+    std::thread::scope(|scope| {
+        let routes = scope.spawn(|| {
+            let probe = ServerInstance::start(spec)?;
+            habits_and_routes(spec, probe)
+        });
+        let judged = ServerInstance::start(spec).map(|probe| {
+            let idle = observe_idle(&probe);
+            (classify(&probe, &idle), probe.pid())
+        });
+        let routes = routes
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let (model, pid) = judged?;
+        let (habits, caps) = routes?;
+        Ok(Learned {
+            model,
+            habits,
+            caps,
+            pid,
+        })
+    })
+}
+
 /// Runs one group's checks, in order, on one server instance.
 fn run_group(
     group: &[CheckDef],
@@ -256,10 +330,10 @@ fn run_group(
         let started = Instant::now();
         let mut result = if let Some(reason) = caps.skip_reason(check.needs) {
             check.blank_result().skip(reason)
-        } else if check.needs_answers && !habits.answers {
-            check.blank_result().error(
-                "precondition failed: the server answered no request in this run (see the header), so the check has nothing to measure",
-            )
+        } else if let Some(reason) = habits.shortfall(check.answers) {
+            check
+                .blank_result()
+                .error(format!("precondition failed: {reason}"))
         } else {
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 (check.run)(&mut ctx, check.blank_result())

@@ -198,6 +198,18 @@ pub enum StartError {
         /// Its last stderr lines.
         stderr_tail: Vec<String>,
     },
+    /// The port was listened on, but by a process this run did not start
+    /// (a server left from an earlier run, say); ours was stopped.
+    PortTaken {
+        /// The command line.
+        command: String,
+        /// The pid it had (its group is gone).
+        pid: i32,
+        /// The address someone else listens on.
+        addr: SocketAddr,
+        /// Its last stderr lines.
+        stderr_tail: Vec<String>,
+    },
     /// The program kept running but did not accept a connection in time; it was killed.
     NotListening {
         /// The command line.
@@ -246,6 +258,26 @@ impl fmt::Display for StartError {
                 writeln!(f, "  pid {pid}: {}", describe_status(status))?;
                 write_tail(f, stderr_tail)
             }
+            StartError::PortTaken {
+                command,
+                pid,
+                addr,
+                stderr_tail,
+            } => {
+                writeln!(
+                    f,
+                    "{addr} is listened on by a process this run did not start, and the server never listened there itself; it was stopped"
+                )?;
+                writeln!(f, "  command: {command}")?;
+                writeln!(f, "  pid: {pid}")?;
+                writeln!(
+                    f,
+                    "  hint: stop what still listens on port {} (`ss -ltnp 'sport = :{}'` names it), or let the harness pick a free port",
+                    addr.port(),
+                    addr.port()
+                )?;
+                write_tail(f, stderr_tail)
+            }
             StartError::NotListening {
                 command,
                 pid,
@@ -277,6 +309,40 @@ impl std::error::Error for StartError {
             StartError::PortPick(source) | StartError::Spawn { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+/// Who holds the socket listening on a port.
+enum Owner {
+    /// The leader or one of its descendants or group members.
+    Server,
+    /// Some process, but none of the server's.
+    Other,
+    /// No socket listens on the port.
+    Nobody,
+    /// /proc could not be read.
+    Unknown,
+}
+
+/// Who holds the socket listening on `port`, seen from the server led by `pid`.
+fn listener_owner(pid: i32, port: u16) -> Owner {
+    let inodes = match procfs::listening_inodes(port) {
+        Ok(inodes) => inodes,
+        Err(_) => return Owner::Unknown,
+    };
+    if inodes.is_empty() {
+        return Owner::Nobody;
+    }
+    let mut ours: Vec<i32> = vec![pid];
+    ours.extend(procfs::descendants(pid).iter().map(|p| p.pid));
+    ours.extend(procfs::group_members(pid).iter().map(|p| p.pid));
+    let held = ours
+        .iter()
+        .any(|&p| inodes.iter().any(|&inode| procfs::holds_inode(p, inode)));
+    if held {
+        Owner::Server
+    } else {
+        Owner::Other
     }
 }
 
@@ -540,7 +606,12 @@ impl ServerInstance {
             termination: None,
         };
 
+        // Ready means: a process of this server holds a socket listening on
+        // the port. Nothing is sent and no connection is made, so a server
+        // that cannot bear an empty connection is not disturbed, and a
+        // stranger already listening on a fixed port is not taken for it.
         let deadline = deadline_after(started, spec.startup_timeout);
+        let mut taken = false;
         loop {
             if let Some(status) = instance.exit_status() {
                 instance.wait_for_final_output();
@@ -558,19 +629,38 @@ impl ServerInstance {
             if now >= deadline {
                 break;
             }
-            let probe = PROBE_TIMEOUT
-                .min(deadline - now)
-                .max(Duration::from_millis(1));
-            if let Ok(stream) = TcpStream::connect_timeout(&addr, probe) {
-                // Close the probe at once; the server sees a connection with no request.
-                drop(stream);
-                instance.startup_time = started.elapsed();
-                return Ok(instance);
+            match listener_owner(pid, port) {
+                Owner::Server => {
+                    instance.startup_time = started.elapsed();
+                    return Ok(instance);
+                }
+                Owner::Other => taken = true,
+                Owner::Nobody => taken = false,
+                Owner::Unknown => {
+                    // No /proc to read: a connection is the only sign left.
+                    // It is closed at once, so the server sees a connection
+                    // with no request.
+                    let probe = PROBE_TIMEOUT
+                        .min(deadline - now)
+                        .max(Duration::from_millis(1));
+                    if TcpStream::connect_timeout(&addr, probe).is_ok() {
+                        instance.startup_time = started.elapsed();
+                        return Ok(instance);
+                    }
+                }
             }
             thread::sleep(POLL_INTERVAL);
         }
         instance.terminate();
         let stderr_tail = instance.stderr_tail(ERROR_TAIL_LINES);
+        if taken {
+            return Err(StartError::PortTaken {
+                command,
+                pid,
+                addr,
+                stderr_tail,
+            });
+        }
         Err(StartError::NotListening {
             command,
             pid,

@@ -70,7 +70,7 @@ pub enum Isolation {
 impl Isolation {
     /// What a server with this model and these habits needs.
     pub fn for_server(model: Model, habits: &Habits) -> Isolation {
-        if !habits.survives || (model.is_iterative() && habits.holds_connections()) {
+        if !habits.survives || !habits.serves_next {
             Isolation::PerDelivery
         } else if model.is_iterative() {
             Isolation::PerWorker

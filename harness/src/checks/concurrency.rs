@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::sync::Barrier;
 use std::time::Duration;
 
-use super::{in_parallel, load, start_failed, CheckDef, Ctx};
+use super::{in_parallel, load, start_failed, Answers, CheckDef, Ctx};
 use crate::check::CheckResult;
 use crate::probe::Route;
 use crate::timed;
@@ -25,7 +25,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "Serve each connection in its own process or thread: fork (or hand off to a worker) right after \
                accept, and go straight back to accept. An iterative loop serves one client at a time.",
         needs: &[Route::Sleep],
-        needs_answers: true,
+        answers: Answers::Many,
         run: sleep_latency,
     },
     CheckDef {
@@ -35,7 +35,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "Never read a client's request in the accept loop itself: fork or hand off first, so that one \
                stalled client blocks only its own process or thread.",
         needs: &[],
-        needs_answers: true,
+        answers: Answers::One,
         run: slow_client,
     },
     CheckDef {
@@ -45,7 +45,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "Use a listen backlog large enough for bursts (listen(1024), not listen(1) or listen(5)), accept \
                promptly, and do not close a connection before its response is written.",
         needs: &[],
-        needs_answers: true,
+        answers: Answers::Many,
         run: burst,
     },
 ];

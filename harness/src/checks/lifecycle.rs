@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{poll_until, start_failed, CheckDef, Ctx};
+use super::{poll_until, start_failed, Answers, CheckDef, Ctx};
 use crate::census;
 use crate::check::CheckResult;
 use crate::client::Conn;
@@ -27,7 +27,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "Bind and listen before any slow initialisation, print nothing that needs input, and exit non-zero \
                with a message on stderr when the address cannot be used.",
         needs: &[],
-        needs_answers: false,
+        answers: Answers::NotNeeded,
         run: startup,
     },
     CheckDef {
@@ -36,7 +36,7 @@ pub const CHECKS: &[CheckDef] = &[
                       once on the same port binds it.",
         hint: "Set SO_REUSEADDR on the listening socket before bind: setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1).",
         needs: &[],
-        needs_answers: true,
+        answers: Answers::One,
         run: reuseaddr,
     },
     CheckDef {
@@ -46,7 +46,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "Handle SIGTERM: stop accepting, wait a grace period for the children, then SIGKILL and reap the \
                stragglers before exiting. Children must not outlive the server.",
         needs: &[],
-        needs_answers: false,
+        answers: Answers::NotNeeded,
         run: sigterm,
     },
 ];
@@ -120,7 +120,11 @@ fn reuseaddr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
                 ))
             }
         }
-        Err(error @ (StartError::Exited { .. } | StartError::NotListening { .. })) => {
+        Err(
+            error @ (StartError::Exited { .. }
+            | StartError::NotListening { .. }
+            | StartError::PortTaken { .. }),
+        ) => {
             let mut result = result;
             for line in error.to_string().lines() {
                 result = result.evidence(line.to_string());

@@ -48,6 +48,17 @@ impl Default for Settings {
     }
 }
 
+/// How many answers a check needs from one server instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answers {
+    /// None: it watches processes and sockets only.
+    NotNeeded,
+    /// At least the first request answered.
+    One,
+    /// Request after request answered: a load.
+    Many,
+}
+
 /// One process check, as the catalog lists it.
 #[derive(Clone, Copy)]
 pub struct CheckDef {
@@ -59,10 +70,10 @@ pub struct CheckDef {
     pub hint: &'static str,
     /// Conformance-app routes the check cannot run without.
     pub needs: &'static [Route],
-    /// Whether the check means anything only against a server that answers
-    /// requests: against one that answered none in this run it reports an
-    /// error at once instead of waiting out its own timeouts.
-    pub needs_answers: bool,
+    /// How many answers the check needs from one instance: against a server
+    /// that gives fewer (see [`crate::habits`]) it reports an error at once
+    /// instead of waiting out its own timeouts.
+    pub answers: Answers,
     /// Runs the check; the result arrives pre-filled with id, requirement and hint.
     pub run: fn(&mut Ctx<'_>, CheckResult) -> CheckResult,
 }

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{load, poll_until, start_failed, CheckDef, Ctx};
+use super::{load, poll_until, start_failed, Answers, CheckDef, Ctx};
 use crate::census::{self, Snapshot};
 use crate::check::CheckResult;
 use crate::model::Model;
@@ -23,7 +23,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "Reap every child: in the SIGCHLD handler call waitpid(-1, &status, WNOHANG) in a loop until it \
                returns 0 or -1. One SIGCHLD can stand for many exited children.",
         needs: &[],
-        needs_answers: true,
+        answers: Answers::Many,
         run: zombies,
     },
     CheckDef {
@@ -33,7 +33,7 @@ pub const CHECKS: &[CheckDef] = &[
         hint: "A child must end when its connection ends: call _exit() after serving, so that it never falls \
                back into the parent's accept loop, and time out clients that go silent.",
         needs: &[],
-        needs_answers: true,
+        answers: Answers::Many,
         run: children_exit,
     },
 ];
@@ -90,7 +90,9 @@ fn zombies(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     };
     let (load, seen) = census::watch(pid, || {
         let mut load = load::sequential(addr, "/", SEQUENTIAL);
-        if load.answered > 0 {
+        // A server that stopped answering would make the burst wait out
+        // every timeout for nothing.
+        if load.complete() {
             load = load.merge(burst_or_sequence(model, addr, BURST));
         }
         load
@@ -148,7 +150,7 @@ fn children_exit(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         .len();
     let (load, seen) = census::watch(pid, || {
         let load = burst_or_sequence(model, addr, 20);
-        if load.answered == 0 {
+        if !load.complete() {
             return load;
         }
         load.merge(load::sequential(addr, "/", 10))
