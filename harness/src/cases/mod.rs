@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - this file: the case model, loading, and the escape grammar of `send`.
+//! - [`preset`]: named sets of warn outcomes (`warn_preset`).
 //! - [`observe`]: one delivery: the bytes sent one way, what came back.
 //! - [`grade`]: an observation judged against the graded outcomes.
 //! - [`run`]: a group of cases, within a deadline each, on the instances the
@@ -11,6 +12,7 @@
 
 pub mod grade;
 pub mod observe;
+pub mod preset;
 pub mod run;
 
 use std::collections::BTreeMap;
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::probe::Route;
+use preset::WarnPreset;
 
 include!(concat!(env!("OUT_DIR"), "/builtin_cases.rs"));
 
@@ -403,6 +406,7 @@ struct RawExpect {
     pass: Vec<RawOutcome>,
     #[serde(default)]
     warn: Vec<RawOutcome>,
+    warn_preset: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -518,13 +522,16 @@ pub fn parse_case(id: &str, origin: &str, text: &str) -> Result<CaseFile, CaseEr
         .map(outcome)
         .collect::<Result<Vec<_>, _>>()
         .map_err(bad)?;
-    let warn = raw
+    let mut warn = raw
         .expect
         .warn
         .into_iter()
         .map(outcome)
         .collect::<Result<Vec<_>, _>>()
         .map_err(bad)?;
+    if let Some(name) = &raw.expect.warn_preset {
+        warn.extend(WarnPreset::from_name(name).map_err(bad)?.outcomes());
+    }
     let modes = match raw.modes {
         Some(modes) if modes.is_empty() => {
             return Err(bad("modes must name at least one mode".into()))
@@ -728,6 +735,53 @@ status = 200
                 case.id
             );
         }
+    }
+
+    /// The block `warn_preset = "rejection"` stands for, written out.
+    const REJECTION_BLOCK: &str = r#"
+[[expect.warn]]
+status = "4xx"
+
+[[expect.warn]]
+status = "5xx"
+
+[[expect.warn]]
+responses = 0
+connection = "closed"
+"#;
+
+    /// MINIMAL with `expect_keys` in an `[expect]` table before its pass
+    /// outcome, and `warn` after it.
+    fn minimal_with(expect_keys: &str, warn: &str) -> String {
+        // MINIMAL is written above with exactly one pass outcome.
+        let (head, pass) = MINIMAL.split_once("[[expect.pass]]").unwrap();
+        format!("{head}[expect]\n{expect_keys}\n[[expect.pass]]{pass}{warn}")
+    }
+
+    #[rstest]
+    #[case::alone("")]
+    #[case::after_explicit_warns("[[expect.warn]]\nstatus = 200\n")]
+    fn the_rejection_preset_is_its_block_written_out_after_explicit_warns(#[case] explicit: &str) {
+        let with_preset = minimal_with("warn_preset = 'rejection'", explicit);
+        let written_out = format!("{MINIMAL}{explicit}{REJECTION_BLOCK}");
+        let with_preset = parse_case("t", "test", &with_preset).unwrap();
+        let written_out = parse_case("t", "test", &written_out).unwrap();
+        assert_eq!(with_preset.pass, written_out.pass);
+        assert_eq!(with_preset.warn, written_out.warn);
+        let explicit = parse_case("t", "test", &format!("{MINIMAL}{explicit}")).unwrap();
+        let mut expected = explicit.warn;
+        expected.extend(WarnPreset::Rejection.outcomes());
+        assert_eq!(with_preset.warn, expected);
+    }
+
+    #[test]
+    fn an_unknown_warn_preset_is_an_error_naming_the_known_ones() {
+        let text = minimal_with("warn_preset = 'lenient'", "");
+        let error = parse_case("t", "file.toml", &text).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "file.toml: unknown warn_preset \"lenient\"; the known presets are \"rejection\""
+        );
     }
 
     #[test]
