@@ -102,7 +102,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub launch: LaunchArgs,
 
-    /// Check groups run at once, each on its own server instance [default: number of cores].
+    /// Units of work run at once (a process check, or a group of cases), each on its own server instance [default: the number of cores, at least 4].
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: Option<u16>,
 

@@ -119,10 +119,7 @@ fn run_checks(run: RunArgs) -> ExitCode {
         Ok(target) => target,
         Err(message) => return usage(message),
     };
-    let jobs = run
-        .jobs
-        .map(usize::from)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let jobs = run.jobs.map(usize::from).unwrap_or_else(default_jobs);
     let config = RunConfig {
         spec,
         command_label,
@@ -325,4 +322,12 @@ impl Reporter for InterruptGate {
         harness::interrupt::wait_if_interrupted();
         self.0.event(event)
     }
+}
+
+/// Units of work at once when `--jobs` is not given: the cores, and at least
+/// four, since most checks wait on the server rather than compute.
+fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(4)
 }

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::Instant;
 
 use crate::cases::run::CaseRun;
@@ -42,6 +42,13 @@ pub struct RunConfig {
     pub shard: Option<(u32, u32)>,
 }
 
+/// The checks that take longest against a clean server (settle windows,
+/// a request held in flight), started before the rest.
+const LONGEST: &[&str] = &["fds/leak", "fds/child-listener", "lifecycle/sigterm"];
+/// Long checks that use nothing the run learns first (model, routes,
+/// habits): they start at once, while it is learned.
+const EARLY: &[&str] = &["fds/leak"];
+
 /// The shard (1-based, of `n`) an id belongs to: a hash of the id, so that
 /// adding a check never moves the others.
 pub fn shard_of(id: &str, n: u32) -> u32 {
@@ -51,7 +58,7 @@ pub fn shard_of(id: &str, n: u32) -> u32 {
     (hash % u64::from(n.max(1))) as u32 + 1
 }
 
-/// A unit of work for one worker: a group of checks or of cases, on its own
+/// A unit of work for one worker: checks or a group of cases, on their own
 /// server instance.
 enum Work<'a> {
     Checks(Vec<CheckDef>),
@@ -106,80 +113,87 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
         return Err(RunError::NothingSelected);
     }
     let started = Instant::now();
-
-    // Before any check: can the server start at all, how is it built, what
-    // does it do with a plain request, and which routes does it serve? The
-    // model is judged on an instance that has served nothing yet (its idle
-    // state first, so that children still serving a probe are not taken for
-    // pre-fork workers); the habits and the routes on a second instance, at
-    // the same time. A fixed port holds one instance, so there the four are
-    // learned one after another on one.
-    let learned = match config.spec.port {
-        PortChoice::Fixed(_) => learn_on_one(&config.spec),
-        PortChoice::Auto => learn_on_two(&config.spec),
-    };
-    let Learned {
-        model,
-        habits,
-        caps,
-        pid: probe_pid,
-    } = match learned {
-        Ok(learned) => learned,
-        Err(error) => return startup_failure(config, error, started, reporter),
-    };
-    let target = TargetInfo {
-        command: config.command_label.clone(),
-        pid: Some(probe_pid),
-        model: model.model.as_str().into(),
-        model_evidence: model.evidence.clone(),
-        capabilities: caps.as_map(),
-        capability_notes: caps.notes(),
-        habits: habits.notes.clone(),
-    };
-    reporter
-        .event(&Event::RunStarted {
-            target: &target,
-            planned: checks.len() + cases.len(),
-        })
-        .map_err(RunError::Report)?;
-
-    // Cases first, as the longest groups, split by their first id segment
-    // (http, gateway, ...); then the checks by group, in catalog order.
-    let mut work: Vec<Work<'_>> = Vec::new();
-    let mut case_groups: Vec<Vec<&CaseFile>> = Vec::new();
-    for case in &cases {
-        let group = case.id.split('/').next();
-        match case_groups
-            .iter_mut()
-            .find(|g| g[0].id.split('/').next() == group)
-        {
-            Some(existing) => existing.push(case),
-            None => case_groups.push(vec![case]),
-        }
-    }
-    work.extend(case_groups.into_iter().map(Work::Cases));
-    let mut groups: Vec<Vec<CheckDef>> = Vec::new();
-    for check in &checks {
-        match groups.iter_mut().find(|g| g[0].group() == check.group()) {
-            Some(group) => group.push(*check),
-            None => groups.push(vec![*check]),
-        }
-    }
-    work.extend(groups.into_iter().map(Work::Checks));
     // A fixed port can hold only one server at a time.
-    let jobs = match config.spec.port {
-        PortChoice::Fixed(_) => 1,
-        PortChoice::Auto => config.jobs.max(1),
+    let (jobs, early_ok) = match config.spec.port {
+        PortChoice::Fixed(_) => (1, false),
+        PortChoice::Auto => (config.jobs.max(1), true),
     };
-
-    let queue = Mutex::new(work.into_iter().collect::<VecDeque<_>>());
+    // Checks that use nothing learned below start at once, beside it.
+    let (early, checks_later): (Vec<CheckDef>, Vec<CheckDef>) = checks
+        .iter()
+        .partition(|c| early_ok && jobs > 1 && EARLY.contains(&c.id));
+    let unknown_caps = Capabilities::default();
+    let unknown_model = ModelReport::assumed(Model::Unknown);
+    let unknown_habits = Habits::assumed();
+    let learned_cell: OnceLock<Learned> = OnceLock::new();
+    let queue: Mutex<VecDeque<Work<'_>>> = Mutex::new(VecDeque::new());
     let (sender, receiver) = mpsc::channel::<CheckResult>();
     let mut results = Vec::new();
     let mut report_error = None;
-    std::thread::scope(|scope| {
+    let started_or_not = std::thread::scope(|scope| {
+        for check in &early {
+            let sender = sender.clone();
+            let (caps, model, habits) = (&unknown_caps, &unknown_model, &unknown_habits);
+            scope.spawn(move || run_group(&[*check], config, caps, model, habits, &sender));
+        }
+        // Before any other check: can the server start at all, how is it
+        // built, what does it do with a plain request, and which routes does
+        // it serve? The model is judged on an instance that has served
+        // nothing yet (its idle state first, so that children still serving
+        // a probe are not taken for pre-fork workers); the habits and the
+        // routes on a second instance, at the same time. A fixed port holds
+        // one instance, so there they are learned one after another on one.
+        let learned = match config.spec.port {
+            PortChoice::Fixed(_) => learn_on_one(&config.spec),
+            PortChoice::Auto => learn_on_two(&config.spec),
+        };
+        let learned = match learned {
+            Ok(learned) => learned_cell.get_or_init(|| learned),
+            // The early checks end on their own; their results are dropped.
+            Err(error) => return Err(error),
+        };
+        let target = TargetInfo {
+            command: config.command_label.clone(),
+            pid: Some(learned.pid),
+            model: learned.model.model.as_str().into(),
+            model_evidence: learned.model.evidence.clone(),
+            capabilities: learned.caps.as_map(),
+            capability_notes: learned.caps.notes(),
+            habits: learned.habits.notes.clone(),
+        };
+        if let Err(error) = reporter.event(&Event::RunStarted {
+            target: &target,
+            planned: checks.len() + cases.len(),
+        }) {
+            report_error = Some(error);
+        }
+
+        // Each process check on an instance of its own: no check inherits
+        // another's children, descriptors or signals, and the longest ones
+        // start first, so that the run lasts as long as its longest check.
+        // Then the cases, split by their first id segment (http, gateway).
+        let mut ordered = checks_later.clone();
+        ordered.sort_by_key(|c| !LONGEST.contains(&c.id));
+        let mut work: Vec<Work<'_>> = ordered.into_iter().map(|c| Work::Checks(vec![c])).collect();
+        let mut case_groups: Vec<Vec<&CaseFile>> = Vec::new();
+        for case in &cases {
+            let group = case.id.split('/').next();
+            match case_groups
+                .iter_mut()
+                .find(|g| g[0].id.split('/').next() == group)
+            {
+                Some(existing) => existing.push(case),
+                None => case_groups.push(vec![case]),
+            }
+        }
+        work.extend(case_groups.into_iter().map(Work::Cases));
+        if let Ok(mut queue) = queue.lock() {
+            queue.extend(work);
+        }
         for _ in 0..jobs {
             let sender = sender.clone();
-            let (queue, caps, model, habits) = (&queue, &caps, &model, &habits);
+            let queue = &queue;
+            let (caps, model, habits) = (&learned.caps, &learned.model, &learned.habits);
             scope.spawn(move || loop {
                 let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
                 match next {
@@ -206,7 +220,8 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
             });
         }
         drop(sender);
-        // Results stream to the reporters as they arrive.
+        // Results stream to the reporters as they arrive (the early ones
+        // waited in the channel for the header).
         for result in receiver {
             if report_error.is_none() {
                 if let Err(error) = reporter.event(&Event::CheckFinished(&result)) {
@@ -215,7 +230,11 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
             }
             results.push(result);
         }
+        Ok(())
     });
+    if let Err(error) = started_or_not {
+        return startup_failure(config, error, started, reporter);
+    }
     if let Some(error) = report_error {
         return Err(RunError::Report(error));
     }

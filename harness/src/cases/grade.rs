@@ -158,12 +158,37 @@ pub fn grade(case: &CaseFile, observation: &Observation) -> (Verdict, Option<Str
     {
         return (Verdict::Warn, Some(reasons.join("; ")));
     }
+    // A server that said it would close (Connection: close) and did, with
+    // nothing left unanswered by its own account, does not keep connections
+    // alive: RFC 9112 §9.6 lets it, though the persistence cases ask for
+    // more. A warning, never a pass, and never when it answered only after
+    // our side closed (it then waited for the end of the stream).
+    if persistence
+        && !observation.needed_end_of_stream
+        && case
+            .pass
+            .iter()
+            .any(|outcome| matches(outcome, observation, false).is_ok())
+    {
+        return (
+            Verdict::Warn,
+            Some(format!(
+                "closed as announced with Connection: close, which RFC 9112 §9.6 allows: {}",
+                reasons.join("; ")
+            )),
+        );
+    }
     // A SHOULD not met is a warning, as long as the server answered or
-    // closed: a hang or a broken response is never merely a SHOULD.
+    // closed in time: a hang, a broken response or an answer that came only
+    // after the client closed its side is never merely a SHOULD.
     let answered = !observation.responses.is_empty()
         || observation.bare.is_some()
         || observation.connection == Some(ConnectionState::Closed);
-    if case.level == Level::Should && answered && observation.problem.is_none() {
+    if case.level == Level::Should
+        && answered
+        && observation.problem.is_none()
+        && !observation.needed_end_of_stream
+    {
         return (
             Verdict::Warn,
             Some(format!("SHOULD not met: {}", reasons.join("; "))),

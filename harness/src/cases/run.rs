@@ -47,8 +47,9 @@ const CLOSE_GAP: Duration = Duration::from_millis(150);
 /// Deliveries at once against a concurrent server.
 const WORKERS: usize = 8;
 /// Workers, each with its own instance, against a server that serves one
-/// connection at a time.
-const POOL: usize = 4;
+/// connection at a time: as many as against a concurrent one, since a
+/// delivery mostly waits.
+const POOL: usize = 8;
 /// Unanswered deliveries in a row after which the group asks whether the
 /// server still answers anything.
 const STALL_LIMIT: usize = 6;

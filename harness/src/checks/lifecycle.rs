@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{poll_until, start_failed, Answers, CheckDef, Ctx};
+use super::{in_parallel, poll_until, start_failed, Answers, CheckDef, Ctx};
 use crate::census;
 use crate::check::CheckResult;
 use crate::client::Conn;
@@ -84,20 +84,19 @@ fn reuseaddr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     };
     let (addr, port) = (server.addr(), server.port());
     // Requests the server closes first: the side that closes first keeps the
-    // connection in TIME_WAIT, here on the server's port.
-    for _ in 0..TIME_WAIT_CONNECTIONS {
-        let answered = Conn::connect(addr, Duration::from_secs(3)).and_then(|mut conn| {
+    // connection in TIME_WAIT, here on the server's port. Side by side, so
+    // that a server that closes late (a child lingering after its
+    // response) costs its delay once; the client's side closes only after
+    // the server's, or after the wait.
+    in_parallel(TIME_WAIT_CONNECTIONS, |_| {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let _ = Conn::connect(addr, Duration::from_secs(3)).and_then(|mut conn| {
             let request = b"GET / HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n";
             conn.send(request)?;
-            conn.read_response(Instant::now() + Duration::from_secs(3), false)?;
-            conn.wait_eof(Instant::now() + Duration::from_secs(1))
+            conn.read_response(deadline, false)?;
+            conn.wait_eof(deadline + Duration::from_secs(1))
         });
-        // A server that does not answer leaves no TIME_WAIT of its own:
-        // one try is enough to know.
-        if answered.is_err() {
-            break;
-        }
-    }
+    });
     let time_wait = procfs::tcp_state_counts(port)
         .ok()
         .and_then(|c| c.get("TIME_WAIT").copied())
