@@ -957,6 +957,66 @@ mod tests {
 
     const T: Duration = Duration::from_secs(10);
 
+    /// The tutorial's answer: bare LF, no Content-Length, body until close.
+    const TUTORIAL: &[u8] = b"HTTP/1.1 200 OK\n\nHello, World!";
+
+    #[test]
+    fn a_close_framed_body_on_a_held_connection_is_kept_incomplete_not_reparsed() {
+        let (addr, h) = canned(TUTORIAL, Then::Hold);
+        let mut conn = Conn::connect(addr, T).expect("connect");
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let received = conn
+            .read_received(Instant::now() + T, false, Some(Duration::from_millis(100)))
+            .expect("read")
+            .expect("a response");
+        assert_eq!(received.response.status, 200);
+        assert_eq!(received.response.body, b"Hello, World!");
+        let why = received.incomplete.expect("the body never ended");
+        assert!(why.contains("stayed open"), "{why}");
+        // Nothing is left over to be read as the start of another response.
+        assert!(conn.leftover().is_empty());
+        drop(conn);
+        h.join().expect("server thread");
+    }
+
+    #[test]
+    fn a_body_cut_by_the_deadline_is_kept_with_what_came() {
+        let (addr, h) = canned(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this",
+            Then::Hold,
+        );
+        let mut conn = Conn::connect(addr, T).expect("connect");
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let received = conn
+            .read_received(Instant::now() + Duration::from_millis(300), false, None)
+            .expect("read")
+            .expect("a response");
+        assert_eq!(received.response.body, b"only this");
+        assert!(received
+            .incomplete
+            .expect("incomplete")
+            .contains("did not end"));
+        drop(conn);
+        h.join().expect("server thread");
+    }
+
+    #[test]
+    fn a_close_framed_body_that_ends_with_the_connection_is_complete() {
+        let (addr, h) = canned(TUTORIAL, Then::Close);
+        let mut conn = Conn::connect(addr, T).expect("connect");
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let received = conn
+            .read_received(Instant::now() + T, false, Some(Duration::from_millis(100)))
+            .expect("read")
+            .expect("a response");
+        assert_eq!(received.response.body, b"Hello, World!");
+        assert_eq!(received.incomplete, None);
+        h.join().expect("server thread");
+    }
+
     #[test]
     fn content_length_body() {
         let (addr, h) = canned(

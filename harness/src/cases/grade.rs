@@ -196,3 +196,106 @@ pub fn grade(case: &CaseFile, observation: &Observation) -> (Verdict, Option<Str
     }
     (Verdict::Fail, Some(reasons.join("; ")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cases::parse_case;
+    use crate::client::{Framing, Response};
+    use rstest::rstest;
+
+    fn case(id: &str, level: &str, expect: &str) -> CaseFile {
+        let text = format!(
+            "description = \"d\"\nrequirement = \"r\"\nlevel = \"{level}\"\nsend = ['GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n']\n{expect}"
+        );
+        parse_case(id, "test", &text).expect("a valid case")
+    }
+
+    fn response(status: u16, connection: Option<&str>) -> Response {
+        Response {
+            version: "HTTP/1.1".into(),
+            status,
+            reason: String::new(),
+            headers: connection
+                .map(|c| vec![("Connection".to_string(), c.as_bytes().to_vec())])
+                .unwrap_or_default(),
+            body: Vec::new(),
+            trailers: Vec::new(),
+            framing: Framing::ContentLength(0),
+            head_raw: Vec::new(),
+        }
+    }
+
+    fn seen(responses: Vec<Response>, connection: Option<ConnectionState>) -> Observation {
+        Observation {
+            responses,
+            connection,
+            ..Observation::default()
+        }
+    }
+
+    const REJECT: &str = "[expect]\nwarn_preset = \"rejection\"\n[[expect.pass]]\nstatus = 400\nconnection = \"closed\"\n";
+
+    #[test]
+    fn a_bare_answer_matches_only_an_outcome_that_names_it() {
+        let bare = Observation {
+            bare: Some(b"Hello, World!".to_vec()),
+            connection: Some(ConnectionState::Closed),
+            ..Observation::default()
+        };
+        // Without a bare outcome, not even "a close with no response" matches.
+        let strict = case("http/version/x", "MUST", REJECT);
+        assert_eq!(grade(&strict, &bare).0, Verdict::Fail);
+        let lenient = case(
+            "http/version/x",
+            "MUST",
+            &format!("{REJECT}[[expect.warn]]\nbare = true\n"),
+        );
+        assert_eq!(grade(&lenient, &bare).0, Verdict::Warn);
+    }
+
+    #[rstest]
+    #[case::in_time(false, Verdict::Warn)]
+    #[case::only_after_the_client_closed(true, Verdict::Fail)]
+    fn a_should_not_met_warns_only_when_answered_in_time(
+        #[case] needed_end_of_stream: bool,
+        #[case] expected: Verdict,
+    ) {
+        let should = case(
+            "http/chunked/x",
+            "SHOULD",
+            "[[expect.pass]]\nstatus = 400\nconnection = \"closed\"\n",
+        );
+        let mut observation = seen(vec![response(200, None)], Some(ConnectionState::Closed));
+        observation.needed_end_of_stream = needed_end_of_stream;
+        assert_eq!(grade(&should, &observation).0, expected);
+    }
+
+    #[rstest]
+    #[case::announced_close(Some("close"), Verdict::Warn)]
+    #[case::unannounced_close(None, Verdict::Fail)]
+    fn a_persistence_case_warns_on_an_announced_close_and_fails_on_a_silent_one(
+        #[case] connection: Option<&str>,
+        #[case] expected: Verdict,
+    ) {
+        let persistence = case(
+            "http/persistence/x",
+            "MUST",
+            "[[expect.pass]]\nstatuses = [200, 200]\nconnection = \"kept\"\n",
+        );
+        let observation = seen(
+            vec![response(200, connection)],
+            Some(ConnectionState::Closed),
+        );
+        assert_eq!(grade(&persistence, &observation).0, expected);
+    }
+
+    #[test]
+    fn an_incomplete_body_is_judged_on_its_head() {
+        let status_only = case("http/target/x", "MUST", "[[expect.pass]]\nstatus = 200\n");
+        let mut observation = seen(vec![response(200, None)], None);
+        observation.incomplete = Some("framed by close, and the connection stayed open".into());
+        assert_eq!(grade(&status_only, &observation).0, Verdict::Pass);
+        assert!(observation.describe().contains("body incomplete"));
+    }
+}

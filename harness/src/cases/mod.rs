@@ -28,6 +28,8 @@ include!(concat!(env!("OUT_DIR"), "/builtin_cases.rs"));
 
 /// Most bytes a case may send in all.
 pub const MAX_SEND: usize = 1 << 20;
+/// Most milliseconds the pauses between a case's chunks may add up to.
+pub const MAX_PAUSES_MS: u64 = 3000;
 
 /// Whether a case checks a MUST or a SHOULD.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -532,6 +534,18 @@ pub fn parse_case(id: &str, origin: &str, text: &str) -> Result<CaseFile, CaseEr
     if let Some(name) = &raw.expect.warn_preset {
         warn.extend(WarnPreset::from_name(name).map_err(bad)?.outcomes());
     }
+    // The pauses of one delivery together must leave the case time to be
+    // answered within its deadline (cases::run::CASE_BUDGET).
+    let pauses = raw
+        .pause_ms
+        .saturating_mul(send.len().saturating_sub(1) as u64);
+    if pauses > MAX_PAUSES_MS {
+        return Err(bad(format!(
+            "pause_ms {} between {} chunks adds up to {pauses} ms; at most {MAX_PAUSES_MS} ms in all",
+            raw.pause_ms,
+            send.len()
+        )));
+    }
     let modes = match raw.modes {
         Some(modes) if modes.is_empty() => {
             return Err(bad("modes must name at least one mode".into()))
@@ -546,7 +560,7 @@ pub fn parse_case(id: &str, origin: &str, text: &str) -> Result<CaseFile, CaseEr
         requirement: raw.requirement.trim().to_string(),
         level: raw.level,
         send,
-        pause_ms: raw.pause_ms.min(10_000),
+        pause_ms: raw.pause_ms,
         modes,
         head: raw.head,
         hint: raw.hint,
@@ -704,6 +718,9 @@ status = 200
     )]
     #[case::huge_repeat("description = 'd'\nrequirement = 'r'\nsend = [{ repeat = 'a', times = 99999999 }]\n[[expect.pass]]\nstatus = 200\n")]
     #[case::not_toml("description = ")]
+    #[case::pauses_too_long(
+        "description = 'd'\nrequirement = 'r'\nsend = ['a', 'b', 'c', 'd']\npause_ms = 1500\n[[expect.pass]]\nstatus = 200\n"
+    )]
     fn bad_case_files_are_clear_errors(#[case] text: &str) {
         let error = parse_case("t", "file.toml", text).unwrap_err();
         assert!(error.to_string().starts_with("file.toml: "), "{error}");

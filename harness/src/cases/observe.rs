@@ -235,8 +235,12 @@ pub fn observe(addr: SocketAddr, case: &CaseFile, mode: Mode, plan: &Plan) -> Ob
                 observation.connection = Some(ConnectionState::Closed);
                 return observation;
             }
-            Err(ClientError::Malformed { .. }) if is_bare(conn.leftover()) => {
+            Err(ClientError::Malformed { .. })
+                if observation.responses.is_empty() && is_bare(conn.leftover()) =>
+            {
                 // Not HTTP/1.x at all: keep what came, as the server sent it.
+                // (After a response, such bytes are a body where none may be,
+                // and reported as the broken response they are.)
                 let closed = conn.wait_eof(plan.wait_until()).unwrap_or(true);
                 let bytes = conn.leftover();
                 observation.bare = Some(bytes[..bytes.len().min(BARE_SHOWN)].to_vec());

@@ -569,6 +569,9 @@ pub struct Target {
     pub model_evidence: String,
     pub capabilities: BTreeMap<String, bool>,
     pub capability_notes: BTreeMap<String, String>,
+    /// What the server did with one plain request (empty when it behaves).
+    #[serde(default)]
+    pub habits: Vec<String>,
 }
 
 /// One entry of `checks`.

@@ -1,0 +1,268 @@
+//! Servers that would make a run slow or judge it wrong, and what the run
+//! learns once about each (its habits, shown in the header) instead of
+//! paying for it in every case: a server that keeps every connection open,
+//! one that answers nothing, one that exits after each request, one that
+//! answers one connection and holds it, one that dies on an empty
+//! connection, and a port someone else already listens on.
+//!
+//! The servers are `ci/bench/hostile_server.py` (the modes
+//! `ci/bench-harness.sh` times) and the tutorial fixtures. How long the runs
+//! take is the bench's business; here, the verdicts.
+
+mod support;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use support::{HarnessRun, Report, Verdict};
+
+fn hostile(mode: &str) -> Vec<OsString> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("ci")
+        .join("bench")
+        .join("hostile_server.py");
+    vec!["python3".into(), script.into_os_string(), mode.into()]
+}
+
+fn fixture(name: &str) -> Vec<OsString> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(name);
+    vec!["python3".into(), script.into_os_string()]
+}
+
+fn run(label: &str, only: &[&str], server: Vec<OsString>) -> Report {
+    support::require_python3();
+    let mut args = vec!["--format".to_string(), "json".to_string()];
+    for id in only {
+        args.push("--only".into());
+        args.push((*id).into());
+    }
+    let outcome = HarnessRun::run_cmd(label).args(args).server(server).run();
+    let report = outcome.report();
+    eprintln!(
+        "{label}: exit {} in {:.1} s\n  habits: {:?}\n{}",
+        outcome.code(),
+        outcome.elapsed.as_secs_f64(),
+        report.target.habits,
+        report.overview()
+    );
+    report
+}
+
+fn has_habit(report: &Report, words: &str) -> bool {
+    report.target.habits.iter().any(|h| h.contains(words))
+}
+
+/// The "whole" delivery's observation of a case, as the report shows it.
+fn whole(report: &Report, id: &str) -> String {
+    report.check(id).figures["whole"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Cases that ran (were not skipped).
+fn judged_cases(report: &Report) -> Vec<String> {
+    report
+        .case_ids()
+        .into_iter()
+        .filter(|id| report.verdict(id) != Verdict::Skip)
+        .map(str::to_string)
+        .collect()
+}
+
+/// A server that answers at once and never closes: each case is judged on
+/// the answer it got (head and body so far, marked incomplete), never on a
+/// body re-read as the start of a response; the never-closing is reported
+/// once, as a habit, and by `fds/close-eof`.
+#[test]
+fn a_server_that_never_closes_is_judged_on_what_it_answered() {
+    let report = run(
+        "never-close",
+        &["http", "fds/close-eof"],
+        hostile("never-close"),
+    );
+    assert!(
+        has_habit(&report, "keeps the connection open"),
+        "{:?}",
+        report.target.habits
+    );
+    assert_eq!(report.verdict("fds/close-eof"), Verdict::Fail);
+    let judged = judged_cases(&report);
+    assert!(!judged.is_empty(), "{}", report.overview());
+    for id in judged {
+        let seen = whole(&report, &id);
+        assert!(
+            seen.starts_with("200"),
+            "{id}: the answer was not seen: {seen}\n{}",
+            report.describe(&id)
+        );
+        // A body after a HEAD response is the server's error, not ours.
+        if !id.starts_with("http/head/") {
+            assert!(
+                !seen.contains("malformed"),
+                "{id}: {seen}\n{}",
+                report.describe(&id)
+            );
+        }
+    }
+}
+
+/// A server that answers nothing: it is said once; every check that needs
+/// an answer reports an error at once with that reason, and each case gets
+/// one short delivery whose verdict says "no response".
+#[test]
+fn a_server_that_answers_nothing_is_said_once() {
+    let report = run("silent", &[], hostile("silent"));
+    assert!(
+        has_habit(&report, "did not answer GET /"),
+        "{:?}",
+        report.target.habits
+    );
+    // fds/leak starts before the habits are known and finds it out itself.
+    assert_eq!(report.verdict("fds/leak"), Verdict::Error);
+    for id in ["concurrency/burst", "process/zombies", "signals/eintr"] {
+        let check = report.check(id);
+        assert_eq!(check.verdict, Verdict::Error, "{}", report.describe(id));
+        assert!(
+            check.summary.contains("answered no request"),
+            "{}",
+            report.describe(id)
+        );
+    }
+    assert_eq!(report.verdict("lifecycle/startup"), Verdict::Pass);
+    let judged = judged_cases(&report);
+    assert!(!judged.is_empty(), "{}", report.overview());
+    for id in judged {
+        assert!(
+            whole(&report, &id).starts_with("no response"),
+            "{}",
+            report.describe(&id)
+        );
+        let later = report.check(&id).figures["bytewise"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(later.starts_with("not run"), "{}", report.describe(&id));
+    }
+}
+
+/// A server that exits after every request: said once, and every delivery
+/// gets a server of its own, so each case is judged on its answer instead
+/// of "server exited" over and over.
+#[test]
+fn a_server_that_exits_after_each_request_gets_one_per_delivery() {
+    let report = run("die", &["http/version", "http/target"], hostile("die"));
+    assert!(
+        has_habit(&report, "exited after one request"),
+        "{:?}",
+        report.target.habits
+    );
+    let judged = judged_cases(&report);
+    assert!(!judged.is_empty(), "{}", report.overview());
+    for id in &judged {
+        let check = report.check(id);
+        assert!(
+            check
+                .evidence
+                .iter()
+                .any(|e| e.contains("a fresh server for every delivery")),
+            "{}",
+            report.describe(id)
+        );
+        assert!(
+            !check.summary.contains("while this case ran"),
+            "{}",
+            report.describe(id)
+        );
+    }
+    assert!(
+        judged
+            .iter()
+            .any(|id| whole(&report, id).starts_with("200")),
+        "{}",
+        report.overview()
+    );
+}
+
+/// The tutorial's iterative server that sleeps 60 s after each response
+/// answers one connection and holds it: said once; each case delivery gets
+/// a fresh server and so its answer, and the checks that need a load say
+/// they cannot apply it.
+#[test]
+fn a_server_that_holds_its_one_connection_gets_one_per_delivery() {
+    let report = run(
+        "iterative-sleep",
+        &["http/version", "process/zombies", "concurrency/slow-client"],
+        fixture("tutorial_iterative_sleep.py"),
+    );
+    assert!(
+        has_habit(&report, "did not answer a second connection"),
+        "{:?}",
+        report.target.habits
+    );
+    let zombies = report.check("process/zombies");
+    assert_eq!(zombies.verdict, Verdict::Error);
+    assert!(
+        zombies.summary.contains("holds it open"),
+        "{}",
+        zombies.summary
+    );
+    // One client at a time: that finding stands.
+    assert_eq!(report.verdict("concurrency/slow-client"), Verdict::Fail);
+    let judged = judged_cases(&report);
+    assert!(!judged.is_empty(), "{}", report.overview());
+    for id in judged {
+        assert!(
+            whole(&report, &id).starts_with("200"),
+            "{}",
+            report.describe(&id)
+        );
+    }
+}
+
+/// Readiness sends nothing and opens no connection: the tutorial's WSGI
+/// server, which exits on an empty read, is not killed by it, and its first
+/// request is answered.
+#[test]
+fn readiness_does_not_kill_a_server_that_dies_on_an_empty_connection() {
+    let report = run(
+        "empty-read",
+        &["lifecycle/startup"],
+        fixture("tutorial_wsgi_empty_read.py"),
+    );
+    assert_eq!(report.verdict("lifecycle/startup"), Verdict::Pass);
+    assert!(
+        !has_habit(&report, "did not answer") && !has_habit(&report, "exited after"),
+        "{:?}",
+        report.target.habits
+    );
+}
+
+/// A fixed port another process already listens on: the new server cannot
+/// bind it and exits, and the run says so (exit 2) instead of judging the
+/// stranger.
+#[test]
+fn a_stranger_on_the_fixed_port_is_not_judged() {
+    let stranger = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = stranger.local_addr().expect("addr").port().to_string();
+    let outcome = HarnessRun::run_cmd("port-taken")
+        .args(["--format", "json", "--port", port.as_str()])
+        .server(fixture("tutorial_iterative.py"))
+        .run();
+    assert_eq!(outcome.code(), 2, "{}", outcome.stdout());
+    let report = outcome.report();
+    let startup = report.check("lifecycle/startup");
+    assert_eq!(startup.verdict, Verdict::Fail);
+    assert!(
+        startup
+            .evidence
+            .iter()
+            .any(|e| e.contains("Address already in use") || e.contains("did not start")),
+        "{}",
+        report.describe("lifecycle/startup")
+    );
+    drop(stranger);
+}
