@@ -960,61 +960,55 @@ mod tests {
     /// The tutorial's answer: bare LF, no Content-Length, body until close.
     const TUTORIAL: &[u8] = b"HTTP/1.1 200 OK\n\nHello, World!";
 
-    #[test]
-    fn a_close_framed_body_on_a_held_connection_is_kept_incomplete_not_reparsed() {
-        let (addr, h) = canned(TUTORIAL, Then::Hold);
+    /// A GET to a canned server, read with [`Conn::read_received`]: what
+    /// came, and what was left over in the buffer.
+    fn receive(
+        reply: &'static [u8],
+        then: Then,
+        wait: Duration,
+        gap: Option<Duration>,
+    ) -> (Received, Vec<u8>) {
+        let (addr, h) = canned(reply, then);
         let mut conn = Conn::connect(addr, T).expect("connect");
         conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .expect("send");
         let received = conn
-            .read_received(Instant::now() + T, false, Some(Duration::from_millis(100)))
+            .read_received(Instant::now() + wait, false, gap)
             .expect("read")
             .expect("a response");
+        let leftover = conn.leftover().to_vec();
+        drop(conn);
+        h.join().expect("server thread");
+        (received, leftover)
+    }
+
+    #[test]
+    fn a_close_framed_body_on_a_held_connection_is_kept_incomplete_not_reparsed() {
+        let gap = Some(Duration::from_millis(100));
+        let (received, leftover) = receive(TUTORIAL, Then::Hold, T, gap);
         assert_eq!(received.response.status, 200);
         assert_eq!(received.response.body, b"Hello, World!");
         let why = received.incomplete.expect("the body never ended");
         assert!(why.contains("stayed open"), "{why}");
         // Nothing is left over to be read as the start of another response.
-        assert!(conn.leftover().is_empty());
-        drop(conn);
-        h.join().expect("server thread");
+        assert!(leftover.is_empty());
     }
 
     #[test]
     fn a_body_cut_by_the_deadline_is_kept_with_what_came() {
-        let (addr, h) = canned(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this",
-            Then::Hold,
-        );
-        let mut conn = Conn::connect(addr, T).expect("connect");
-        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("send");
-        let received = conn
-            .read_received(Instant::now() + Duration::from_millis(300), false, None)
-            .expect("read")
-            .expect("a response");
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this";
+        let (received, _) = receive(reply, Then::Hold, Duration::from_millis(300), None);
         assert_eq!(received.response.body, b"only this");
-        assert!(received
-            .incomplete
-            .expect("incomplete")
-            .contains("did not end"));
-        drop(conn);
-        h.join().expect("server thread");
+        let why = received.incomplete.expect("incomplete");
+        assert!(why.contains("did not end"), "{why}");
     }
 
     #[test]
     fn a_close_framed_body_that_ends_with_the_connection_is_complete() {
-        let (addr, h) = canned(TUTORIAL, Then::Close);
-        let mut conn = Conn::connect(addr, T).expect("connect");
-        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("send");
-        let received = conn
-            .read_received(Instant::now() + T, false, Some(Duration::from_millis(100)))
-            .expect("read")
-            .expect("a response");
+        let gap = Some(Duration::from_millis(100));
+        let (received, _) = receive(TUTORIAL, Then::Close, T, gap);
         assert_eq!(received.response.body, b"Hello, World!");
         assert_eq!(received.incomplete, None);
-        h.join().expect("server thread");
     }
 
     #[test]

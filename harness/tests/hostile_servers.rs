@@ -64,14 +64,23 @@ fn whole(report: &Report, id: &str) -> String {
         .to_string()
 }
 
-/// Cases that ran (were not skipped).
+/// Cases that ran (were not skipped); there must be some.
 fn judged_cases(report: &Report) -> Vec<String> {
-    report
+    let judged: Vec<String> = report
         .case_ids()
         .into_iter()
         .filter(|id| report.verdict(id) != Verdict::Skip)
         .map(str::to_string)
-        .collect()
+        .collect();
+    assert!(!judged.is_empty(), "no case ran\n{}", report.overview());
+    judged
+}
+
+/// `id` is an error whose summary says `words`.
+fn assert_error_saying(report: &Report, id: &str, words: &str) {
+    let check = report.check(id);
+    assert_eq!(check.verdict, Verdict::Error, "{}", report.describe(id));
+    assert!(check.summary.contains(words), "{}", report.describe(id));
 }
 
 /// A server that answers at once and never closes: each case is judged on
@@ -92,7 +101,6 @@ fn a_server_that_never_closes_is_judged_on_what_it_answered() {
     );
     assert_eq!(report.verdict("fds/close-eof"), Verdict::Fail);
     let judged = judged_cases(&report);
-    assert!(!judged.is_empty(), "{}", report.overview());
     for id in judged {
         let seen = whole(&report, &id);
         assert!(
@@ -125,17 +133,10 @@ fn a_server_that_answers_nothing_is_said_once() {
     // fds/leak starts before the habits are known and finds it out itself.
     assert_eq!(report.verdict("fds/leak"), Verdict::Error);
     for id in ["concurrency/burst", "process/zombies", "signals/eintr"] {
-        let check = report.check(id);
-        assert_eq!(check.verdict, Verdict::Error, "{}", report.describe(id));
-        assert!(
-            check.summary.contains("answered no request"),
-            "{}",
-            report.describe(id)
-        );
+        assert_error_saying(&report, id, "answered no request");
     }
     assert_eq!(report.verdict("lifecycle/startup"), Verdict::Pass);
     let judged = judged_cases(&report);
-    assert!(!judged.is_empty(), "{}", report.overview());
     for id in judged {
         assert!(
             whole(&report, &id).starts_with("no response"),
@@ -161,7 +162,6 @@ fn a_server_that_exits_after_each_request_gets_one_per_delivery() {
         report.target.habits
     );
     let judged = judged_cases(&report);
-    assert!(!judged.is_empty(), "{}", report.overview());
     for id in &judged {
         let check = report.check(id);
         assert!(
@@ -203,17 +203,10 @@ fn a_server_that_holds_its_one_connection_gets_one_per_delivery() {
         "{:?}",
         report.target.habits
     );
-    let zombies = report.check("process/zombies");
-    assert_eq!(zombies.verdict, Verdict::Error);
-    assert!(
-        zombies.summary.contains("holds it open"),
-        "{}",
-        zombies.summary
-    );
+    assert_error_saying(&report, "process/zombies", "holds it open");
     // One client at a time: that finding stands.
     assert_eq!(report.verdict("concurrency/slow-client"), Verdict::Fail);
     let judged = judged_cases(&report);
-    assert!(!judged.is_empty(), "{}", report.overview());
     for id in judged {
         assert!(
             whole(&report, &id).starts_with("200"),
