@@ -88,6 +88,13 @@ fn run_fixture(label: &str, command: &[&str]) -> Report {
         ("fds/child-listener", &[Error, Skip]),
         ("signals/eintr", &[Error])],
 })]
+#[case::tutorial_wsgi_empty_read(&["tutorial_wsgi_empty_read.py"], Expected {
+    model: "iterative",
+    // Dies on an empty read: the readiness probe must not be one. One
+    // client at a time, behind listen(5).
+    verdicts: &[NO_SLEEP, NO_BYTES, NO_CHILD, BACKLOG_5,
+        ("concurrency/slow-client", &[Fail])],
+})]
 #[case::tutorial_fork_no_reap(&["tutorial_fork_no_reap.py"], Expected {
     model: "fork-per-connection",
     verdicts: &[NO_SLEEP, NO_BYTES, BACKLOG_5, ("process/zombies", &[Fail])],
