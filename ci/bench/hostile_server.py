@@ -9,6 +9,8 @@ does.
                 and never closes the connection
   trickle       answers a complete response one byte a second
   die           answers one request, then exits
+  slow-first    answers its first request after 4 s (a runtime warming up),
+                every later one at once
 
 Each listens on $HOST:$PORT (default 127.0.0.1:8888) and serves every
 connection in a thread of its own, so that only the mode's behaviour, not a
@@ -20,11 +22,13 @@ import sys
 import threading
 import time
 
-MODES = ("silent", "never-read", "never-close", "trickle", "die")
+MODES = ("silent", "never-read", "never-close", "trickle", "die", "slow-first")
 HELLO = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nHello, World!"
 FRAMED = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!"
 # Connections held open, so that no socket is closed by garbage collection.
 held = []
+# For slow-first: set once the first request has been taken.
+first_taken = threading.Event()
 
 
 def read_request(conn):
@@ -64,6 +68,11 @@ def serve(conn, mode):
             conn.sendall(FRAMED)
             conn.close()
             os._exit(0)
+        elif mode == "slow-first":
+            if not first_taken.is_set():
+                first_taken.set()
+                time.sleep(4)
+            conn.sendall(FRAMED)
     except OSError:
         pass
     finally:

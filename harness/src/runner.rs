@@ -1,10 +1,11 @@
-//! The run: probe the target, run the selected checks group by group, each
-//! group on a fresh server instance, and feed every result to the reporters.
+//! The run: learn what the server is (its model, its habits, its routes),
+//! then run every selected process check and group of cases, each on a
+//! server instance of its own, and feed every result to the reporters.
 //!
-//! Groups run in parallel (`--jobs`): each has its own server on its own
-//! port, so one group's load, crash or leak cannot show up in another's
-//! measurements. Within a group, checks run in order on one instance, which
-//! is restarted if a check leaves it dead.
+//! Units of work run in parallel (`--jobs`): each has its own server on its
+//! own port, so one check's load, crash or leak cannot show up in another's
+//! measurements. The longest checks start first, and one that needs nothing
+//! learned (`fds/leak`) starts while the rest is being learned.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -261,48 +262,44 @@ struct Learned {
     pid: i32,
 }
 
-/// The habits, then the routes, on `probe`; restarted first if the habits'
-/// request was its last.
-fn habits_and_routes(
+/// The habits, learned on `probe`, and an instance that still runs for what
+/// follows: `probe`, or a fresh one if the habits' request was its last.
+fn habits_of(
     spec: &TargetSpec,
     mut probe: ServerInstance,
-) -> Result<(Habits, Capabilities), StartError> {
+) -> Result<(Habits, ServerInstance), StartError> {
     let habits = Habits::learn(&mut probe);
-    if !probe.is_alive() {
-        drop(probe);
-        probe = ServerInstance::start(spec)?;
+    if probe.is_alive() {
+        return Ok((habits, probe));
     }
-    // Routes cannot keep a contract on a server that answers nothing, nor
-    // be asked side by side of one that holds its one connection.
-    let caps = if !habits.answers {
+    drop(probe);
+    Ok((habits, ServerInstance::start(spec)?))
+}
+
+/// The routes `probe` serves. They cannot keep a contract on a server that
+/// answers nothing, nor be asked side by side of one that holds its one
+/// connection: then every route is missing, with that reason.
+fn routes_of(habits: &Habits, probe: &ServerInstance) -> Capabilities {
+    if !habits.answers {
         Capabilities::unanswered("the server answered no request in this run")
     } else if !habits.serves_next {
         Capabilities::unanswered(
             "the server holds its one connection open without serving the next",
         )
     } else {
-        Capabilities::probe(&probe)
-    };
-    Ok((habits, caps))
+        Capabilities::probe(probe)
+    }
 }
 
+/// Everything on one instance, one after another (a fixed port holds one):
+/// the idle census, then the habits, the model and the routes.
 fn learn_on_one(spec: &TargetSpec) -> Result<Learned, StartError> {
     let probe = ServerInstance::start(spec)?;
     let idle = observe_idle(&probe);
     let pid = probe.pid();
-    // The habits' request comes after the idle census, before the model.
-    let mut probe = probe;
-    let habits = Habits::learn(&mut probe);
-    if !probe.is_alive() {
-        drop(probe);
-        probe = ServerInstance::start(spec)?;
-    }
+    let (habits, probe) = habits_of(spec, probe)?;
     let model = classify(&probe, &idle);
-    let caps = if habits.answers && habits.serves_next {
-        Capabilities::probe(&probe)
-    } else {
-        Capabilities::unanswered("the server does not answer request after request")
-    };
+    let caps = routes_of(&habits, &probe);
     Ok(Learned {
         model,
         habits,
@@ -311,11 +308,13 @@ fn learn_on_one(spec: &TargetSpec) -> Result<Learned, StartError> {
     })
 }
 
+/// The model on one instance, the habits and routes on another, at once.
 fn learn_on_two(spec: &TargetSpec) -> Result<Learned, StartError> {
     std::thread::scope(|scope| {
         let routes = scope.spawn(|| {
-            let probe = ServerInstance::start(spec)?;
-            habits_and_routes(spec, probe)
+            let (habits, probe) = habits_of(spec, ServerInstance::start(spec)?)?;
+            let caps = routes_of(&habits, &probe);
+            Ok::<_, StartError>((habits, caps))
         });
         let judged = ServerInstance::start(spec).map(|probe| {
             let idle = observe_idle(&probe);

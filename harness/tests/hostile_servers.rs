@@ -216,6 +216,26 @@ fn a_server_that_holds_its_one_connection_gets_one_per_delivery() {
     }
 }
 
+/// A server whose first request takes longer than the wait (a runtime
+/// warming up) is not taken for one that answers nothing: a second request
+/// decides, and the cases are judged on their answers.
+#[test]
+fn a_slow_first_answer_is_not_silence() {
+    let report = run("slow-first", &["http/version"], hostile("slow-first"));
+    assert!(
+        has_habit(&report, "answered a second one") && !has_habit(&report, "did not answer GET /"),
+        "{:?}",
+        report.target.habits
+    );
+    for id in judged_cases(&report) {
+        assert!(
+            whole(&report, &id).starts_with("200"),
+            "{}",
+            report.describe(&id)
+        );
+    }
+}
+
 /// Readiness sends nothing and opens no connection: the tutorial's WSGI
 /// server, which exits on an empty read, is not killed by it, and its first
 /// request is answered.

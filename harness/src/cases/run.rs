@@ -108,15 +108,17 @@ pub struct CaseRun<'a> {
 /// dies, or started afresh for each delivery.
 struct Host<'a> {
     spec: &'a TargetSpec,
+    habits: &'a Habits,
     fresh_each: bool,
     /// The instance and how many times one was started.
     server: Mutex<(Option<ServerInstance>, u64)>,
 }
 
 impl<'a> Host<'a> {
-    fn new(spec: &'a TargetSpec, fresh_each: bool) -> Host<'a> {
+    fn new(spec: &'a TargetSpec, habits: &'a Habits, fresh_each: bool) -> Host<'a> {
         Host {
             spec,
+            habits,
             fresh_each,
             server: Mutex::new((None, 0)),
         }
@@ -131,6 +133,9 @@ impl<'a> Host<'a> {
             // Dropping the old instance tears it down before the next starts.
             guard.0 = None;
             let server = ServerInstance::start(self.spec)?;
+            if !self.fresh_each {
+                self.habits.warm_up(&server);
+            }
             guard.0 = Some(server);
             guard.1 += 1;
         }
@@ -220,7 +225,7 @@ impl CaseRun<'_> {
     /// with "server exited".
     pub fn run(&self, cases: &[&CaseFile], emit: &(dyn Fn(CheckResult) + Sync)) {
         let isolation = Isolation::for_server(self.model, self.habits);
-        let shared = Host::new(self.spec, false);
+        let shared = Host::new(self.spec, self.habits, false);
         let queue = Mutex::new(
             cases
                 .iter()
@@ -240,11 +245,11 @@ impl CaseRun<'_> {
                     let host = match isolation {
                         Isolation::Shared => &shared,
                         Isolation::PerWorker => {
-                            own = Host::new(self.spec, false);
+                            own = Host::new(self.spec, self.habits, false);
                             &own
                         }
                         Isolation::PerDelivery => {
-                            own = Host::new(self.spec, true);
+                            own = Host::new(self.spec, self.habits, true);
                             &own
                         }
                     };

@@ -150,7 +150,9 @@ impl<'a> Ctx<'a> {
         if dead {
             // Dropping a dead instance reaps it and kills what is left of its group.
             self.instance = None;
-            self.instance = Some(ServerInstance::start(self.spec)?);
+            let instance = ServerInstance::start(self.spec)?;
+            self.habits.warm_up(&instance);
+            self.instance = Some(instance);
         }
         // Just set above when it was missing.
         Ok(self.instance.as_mut().expect("instance was just started"))
