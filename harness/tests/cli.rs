@@ -28,9 +28,11 @@ fn repo_root() -> std::path::PathBuf {
         .to_path_buf()
 }
 
-/// A tiny threaded HTTP server that sheds load: it answers its first request
-/// with 200 and every later one with 503, so that `concurrency/burst`, which
-/// asks `GET /` once at idle and then 64 times at once, warns every time. It
+/// A tiny threaded HTTP server that sheds load: it answers 200 while it
+/// holds no other connection and 503 while it does, so that
+/// `concurrency/burst`, which asks `GET /` alone at idle and then on 64
+/// connections opened together, warns every time (the 64 are all open before
+/// any request is sent, so the later ones at least see company). It
 /// takes its address from its arguments only: `HOST PORT`, or `HOST:PORT`.
 const PY_503_SERVER: &str = r#"
 import socket, sys, threading
@@ -42,7 +44,7 @@ s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((host, int(port)))
 s.listen(128)
-answered = [0]
+open_now = [0]
 lock = threading.Lock()
 def serve(c):
     c.settimeout(10)
@@ -54,18 +56,23 @@ def serve(c):
                 return
             data += chunk
         with lock:
-            answered[0] += 1
-            first = answered[0] == 1
-        if first:
+            alone = open_now[0] == 1
+        if alone:
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!")
         else:
             c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
     except OSError:
         pass
     finally:
+        # Counted out before the close, so that a client that saw the end of
+        # its connection finds the server alone again.
+        with lock:
+            open_now[0] -= 1
         c.close()
 while True:
     c, _ = s.accept()
+    with lock:
+        open_now[0] += 1
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
 
@@ -300,7 +307,7 @@ fn junit_report_has_a_testcase_per_check_and_a_failure_for_the_faulty_one() {
 
 /// A deterministic warning: `concurrency/burst` warns when all 64
 /// connections are answered but not as `GET /` was at idle, and a server
-/// that answers 200 once and 503 afterwards does exactly that, every time. (A partly serial
+/// that answers 200 alone and 503 in company does exactly that, every time. (A partly serial
 /// server would make `concurrency/sleep-latency` warn, but how serial it
 /// looks depends on scheduling; shedding load with 503 does not.)
 #[rstest]
@@ -421,7 +428,7 @@ fn the_server_runs_in_the_working_directory_given() {
 /// The server takes its address from `{host}`/`{port}` or `{addr}` in its
 /// arguments; HOST and PORT in its environment are overridden with garbage
 /// (`--env` applies after them) to prove the arguments carried it. The burst
-/// check's warning (200 once, then 503) proves the harness talked HTTP to
+/// check's warning (200 alone, 503 in company) proves the harness talked HTTP to
 /// that very server.
 #[rstest]
 #[case::host_and_port(&["{host}", "{port}"])]
