@@ -19,6 +19,9 @@ use crate::timed::REQUEST_TIMEOUT;
 /// How long after a complete response the server has to close the
 /// connection it was asked to close.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// The silence that ends a close-framed body from a server known to keep
+/// its connections open (instead of an end of file that never comes).
+pub const CLOSE_GAP: Duration = Duration::from_millis(150);
 /// How long a second request may wait for its head when the first got none.
 const SECOND_WAIT: Duration = Duration::from_secs(2);
 /// How long a second connection may wait for its answer while the first

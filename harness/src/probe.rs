@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::client::{self, Conn};
+use crate::client::{ClientError, Conn, Response};
 use crate::procfs;
 use crate::target::ServerInstance;
 use crate::timed::{self, REQUEST_TIMEOUT};
@@ -141,8 +141,10 @@ impl Capabilities {
         }
     }
 
-    /// Asks the server for each route and judges the answers by the contract.
-    pub fn probe(server: &ServerInstance) -> Capabilities {
+    /// Asks the server for each route and judges the answers by the
+    /// contract. `close_gap`: the server keeps its connections open after
+    /// answering, so a body framed by close ends after this much silence.
+    pub fn probe(server: &ServerInstance, close_gap: Option<Duration>) -> Capabilities {
         let addr = server.addr();
         let pid = server.pid();
         // The routes are asked at once: a server that answers none of them
@@ -150,9 +152,9 @@ impl Capabilities {
         // the other, so that neither waits behind the other.
         let statuses = crate::checks::in_parallel(Route::ALL.len(), |i| match Route::ALL[i] {
             Route::Sleep => probe_sleep(addr),
-            Route::Echo => probe_echo(addr),
-            Route::Pid => probe_pid(addr, pid),
-            Route::Bytes => probe_bytes(addr),
+            Route::Echo => probe_echo(addr, close_gap),
+            Route::Pid => probe_pid(addr, pid, close_gap),
+            Route::Bytes => probe_bytes(addr, close_gap),
         });
         Capabilities {
             routes: Route::ALL.iter().copied().zip(statuses).collect(),
@@ -204,11 +206,37 @@ fn nonce() -> String {
     format!("{:x}{:x}", std::process::id(), now)
 }
 
-fn probe_echo(addr: std::net::SocketAddr) -> RouteStatus {
+/// `GET path` with `Connection: close`, its answer kept as far as it came
+/// (a body framed by close on a connection the server keeps open ends after
+/// `close_gap` of silence).
+fn get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    close_gap: Option<Duration>,
+) -> Result<Response, ClientError> {
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let mut conn = Conn::connect(addr, REQUEST_TIMEOUT)?;
+    conn.send(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    // Interim responses are skipped; a handful at most.
+    for _ in 0..8 {
+        match conn.read_received(deadline, false, close_gap)? {
+            None => return Err(ClientError::ClosedEarly { received: 0 }),
+            Some(received) if (100..200).contains(&received.response.status) => continue,
+            Some(received) => return Ok(received.response),
+        }
+    }
+    Err(ClientError::Malformed {
+        reason: "more than 8 interim responses".into(),
+    })
+}
+
+fn probe_echo(addr: std::net::SocketAddr, close_gap: Option<Duration>) -> RouteStatus {
     let token = nonce();
     let path = format!("/echo/probe-{token}");
     let query = format!("q={token}");
-    let response = match client::get(addr, &format!("{path}?{query}"), REQUEST_TIMEOUT) {
+    let response = match get(addr, &format!("{path}?{query}"), close_gap) {
         Ok(response) if response.status == 200 => response,
         Ok(response) => return RouteStatus::Missing(format!("answers {}", response.status)),
         Err(error) => return RouteStatus::Missing(format!("no answer: {error}")),
@@ -231,14 +259,14 @@ fn probe_echo(addr: std::net::SocketAddr) -> RouteStatus {
     RouteStatus::Served
 }
 
-fn probe_pid(addr: std::net::SocketAddr, leader: i32) -> RouteStatus {
+fn probe_pid(addr: std::net::SocketAddr, leader: i32, close_gap: Option<Duration>) -> RouteStatus {
     // A persistent connection, kept open while the pid is looked up: a
     // forking server's child lives at least as long as its connection.
     let deadline = Instant::now() + REQUEST_TIMEOUT;
     let answer = Conn::connect(addr, REQUEST_TIMEOUT).and_then(|mut conn| {
         conn.send(b"GET /pid HTTP/1.1\r\nHost: harness\r\n\r\n")?;
-        let response = conn.read_response(deadline, false)?;
-        Ok((conn, response))
+        let response = conn.read_received(deadline, false, close_gap)?;
+        Ok((conn, response.map(|r| r.response)))
     });
     let (conn, response) = match answer {
         Ok((conn, Some(response))) => (conn, response),
@@ -267,9 +295,9 @@ fn probe_pid(addr: std::net::SocketAddr, leader: i32) -> RouteStatus {
     RouteStatus::Served
 }
 
-fn probe_bytes(addr: std::net::SocketAddr) -> RouteStatus {
+fn probe_bytes(addr: std::net::SocketAddr, close_gap: Option<Duration>) -> RouteStatus {
     for n in [16usize, 1000] {
-        match client::get(addr, &format!("/bytes?n={n}"), REQUEST_TIMEOUT) {
+        match get(addr, &format!("/bytes?n={n}"), close_gap) {
             Ok(response) if response.status == 200 => {
                 if response.body.len() != n {
                     return RouteStatus::Broken(format!(

@@ -16,7 +16,7 @@ use crate::cases::run::CaseRun;
 use crate::cases::CaseFile;
 use crate::check::{apply_strict, CheckResult, TargetInfo, Totals};
 use crate::checks::{catalog, CheckDef, Ctx, Settings};
-use crate::habits::Habits;
+use crate::habits::{Habits, CLOSE_GAP};
 use crate::model::{classify, observe_idle, Model, ModelReport};
 use crate::probe::Capabilities;
 use crate::report::{Event, Reporter};
@@ -277,17 +277,20 @@ fn habits_of(
 }
 
 /// The routes `probe` serves. They cannot keep a contract on a server that
-/// answers nothing, nor be asked side by side of one that holds its one
-/// connection: then every route is missing, with that reason.
+/// answers nothing, nor be asked side by side of one that exits after a
+/// request or holds its one connection: then every route is missing, with
+/// that reason.
 fn routes_of(habits: &Habits, probe: &ServerInstance) -> Capabilities {
     if !habits.answers {
         Capabilities::unanswered("the server answered no request in this run")
+    } else if !habits.survives {
+        Capabilities::unanswered("the server exits after each request")
     } else if !habits.serves_next {
         Capabilities::unanswered(
             "the server holds its one connection open without serving the next",
         )
     } else {
-        Capabilities::probe(probe)
+        Capabilities::probe(probe, habits.holds_connections().then_some(CLOSE_GAP))
     }
 }
 

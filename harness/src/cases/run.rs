@@ -30,7 +30,7 @@ use super::observe::{observe, Observation, Plan};
 use super::CaseFile;
 use crate::check::{CheckResult, Verdict};
 use crate::death::Death;
-use crate::habits::Habits;
+use crate::habits::{Habits, CLOSE_GAP};
 use crate::model::Model;
 use crate::probe::Capabilities;
 use crate::target::{ServerInstance, StartError, TargetSpec};
@@ -41,9 +41,6 @@ pub const RESPONSE_WAIT: Duration = Duration::from_secs(2);
 const SILENT_WAIT: Duration = Duration::from_secs(1);
 /// All modes of one case together, pauses included.
 pub const CASE_BUDGET: Duration = Duration::from_secs(8);
-/// The silence that ends a close-framed body from a server known to keep
-/// its connections open.
-const CLOSE_GAP: Duration = Duration::from_millis(150);
 /// Deliveries at once against a concurrent server.
 const WORKERS: usize = 8;
 /// Workers, each with its own instance, against a server that serves one
