@@ -11,6 +11,7 @@ does.
   die           answers one request, then exits
   slow-first    answers its first request after 4 s (a runtime warming up),
                 every later one at once
+  stop          answers its first 5 requests, then reads and never answers
 
 Each listens on $HOST:$PORT (default 127.0.0.1:8888) and serves every
 connection in a thread of its own, so that only the mode's behaviour, not a
@@ -22,13 +23,17 @@ import sys
 import threading
 import time
 
-MODES = ("silent", "never-read", "never-close", "trickle", "die", "slow-first")
+MODES = ("silent", "never-read", "never-close", "trickle", "die", "slow-first", "stop")
 HELLO = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nHello, World!"
 FRAMED = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!"
 # Connections held open, so that no socket is closed by garbage collection.
 held = []
 # For slow-first: set once the first request has been taken.
 first_taken = threading.Event()
+# For stop: requests answered so far.
+answered = [0]
+answered_lock = threading.Lock()
+STOP_AFTER = 5
 
 
 def read_request(conn):
@@ -68,6 +73,15 @@ def serve(conn, mode):
             conn.sendall(FRAMED)
             conn.close()
             os._exit(0)
+        elif mode == "stop":
+            with answered_lock:
+                answered[0] += 1
+                answering = answered[0] <= STOP_AFTER
+            if answering:
+                conn.sendall(FRAMED)
+            else:
+                while conn.recv(65536):
+                    pass
         elif mode == "slow-first":
             if not first_taken.is_set():
                 first_taken.set()

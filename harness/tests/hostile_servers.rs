@@ -236,6 +236,24 @@ fn a_slow_first_answer_is_not_silence() {
     }
 }
 
+/// A server that stops answering in the middle of the cases: once several
+/// deliveries in a row got nothing and a plain `GET /` gets nothing either,
+/// the rest of the group is skipped with the reason instead of each waiting
+/// out its own time.
+#[test]
+fn a_group_whose_server_stops_answering_is_cut_short() {
+    let report = run("stop", &["http"], hostile("stop"));
+    let stopped: Vec<&str> = report
+        .case_ids()
+        .into_iter()
+        .filter(|id| {
+            let check = report.check(id);
+            check.verdict == Verdict::Skip && check.summary.contains("stopped answering")
+        })
+        .collect();
+    assert!(!stopped.is_empty(), "{}", report.overview());
+}
+
 /// Readiness sends nothing and opens no connection: the tutorial's WSGI
 /// server, which exits on an empty read, is not killed by it, and its first
 /// request is answered.

@@ -72,7 +72,8 @@ pub struct Observation {
     pub bare: Option<Vec<u8>>,
     /// Whether the server answered only after our side closed.
     pub needed_end_of_stream: bool,
-    /// Nothing at all came back within the wait: no byte, no close.
+    /// Nothing at all came back within the wait, before our side closed:
+    /// no byte, no close.
     pub unanswered: bool,
 }
 
@@ -206,6 +207,9 @@ pub fn observe(addr: SocketAddr, case: &CaseFile, mode: Mode, plan: &Plan) -> Ob
                 // Nothing more to send, and nothing came: our side closes,
                 // in case the server reads until the end of the stream.
                 half_closed = true;
+                observation.unanswered = observation.responses.is_empty()
+                    && observation.interim.is_empty()
+                    && conn.leftover().is_empty();
                 let _ = stream.shutdown(Shutdown::Write);
             }
             Ok(Some(received)) if (100..200).contains(&received.response.status) => {
@@ -251,7 +255,7 @@ pub fn observe(addr: SocketAddr, case: &CaseFile, mode: Mode, plan: &Plan) -> Ob
                 return observation;
             }
             Err(error) => {
-                observation.unanswered = conn.leftover().is_empty()
+                observation.unanswered |= conn.leftover().is_empty()
                     && matches!(error, ClientError::Timeout { .. })
                     && observation.responses.is_empty();
                 observation.problem = Some(match send_problem {

@@ -253,10 +253,8 @@ impl CaseRun<'_> {
                     loop {
                         let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
                         let Some(case) = next else { return };
-                        if self.habits.answers && stall.stopped(host) {
-                            emit(blank(case).skip(format!(
-                                "the server stopped answering: {STALL_LIMIT} deliveries in a row got no response, and neither did GET /"
-                            )));
+                        if let Some(reason) = self.skip_reason(case, &stall, host) {
+                            emit(blank(case).skip(reason));
                             continue;
                         }
                         match self.run_one(host, isolation, false, &stall, case) {
@@ -279,6 +277,19 @@ impl CaseRun<'_> {
         }
     }
 
+    /// Why `case` is not run: a route it needs is not served, or the
+    /// group's server stopped answering.
+    fn skip_reason(&self, case: &CaseFile, stall: &Stall, host: &Host<'_>) -> Option<String> {
+        if let Some(reason) = self.caps.skip_reason(&case.needs()) {
+            return Some(reason);
+        }
+        (self.habits.answers && stall.stopped(host)).then(|| {
+            format!(
+                "the server stopped answering: {STALL_LIMIT} deliveries in a row got no response, and neither did GET /"
+            )
+        })
+    }
+
     /// Every mode of one case, within [`CASE_BUDGET`]. `alone`: nothing else
     /// runs on the host, so a death is this case's.
     fn run_one(
@@ -290,9 +301,6 @@ impl CaseRun<'_> {
         case: &CaseFile,
     ) -> CaseEnd {
         let started = Instant::now();
-        if let Some(reason) = self.caps.skip_reason(&case.needs()) {
-            return CaseEnd::Done(blank(case).skip(reason));
-        }
         let plan = Plan {
             wait: if self.habits.answers {
                 RESPONSE_WAIT
