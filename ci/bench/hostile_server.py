@@ -13,7 +13,8 @@ does.
                 every later one at once
   stop          answers its first 5 requests, then reads and never answers
 
-Each listens on $HOST:$PORT (default 127.0.0.1:8888) and serves every
+(ci/bench-harness.sh times the first six; harness/tests/hostile_servers.rs
+uses them all.) Each listens on $HOST:$PORT (default 127.0.0.1:8888) and serves every
 connection in a thread of its own, so that only the mode's behaviour, not a
 queue, is what the harness meets.
 """

@@ -5,7 +5,8 @@
 //! {
 //!   "target": { "command": "...", "pid": 4242, "model": "fork-per-connection",
 //!               "model_evidence": "...", "capabilities": { "/sleep": true },
-//!               "capability_notes": { "/pid": "not served (answers 404)" } },
+//!               "capability_notes": { "/pid": "not served (answers 404)" },
+//!               "habits": [ "frames its responses by closing the connection ..." ] },
 //!   "checks": [ { "id": "process/zombies", "verdict": "fail", "summary": "...",
 //!                 "requirement": "...", "hint": "...", "figures": { "zombies": 12 },
 //!                 "evidence": [ "pids 1234 1235" ], "duration_ms": 2150 } ],
