@@ -61,7 +61,7 @@ pub struct FuzzArgs {
 #[derive(Debug, Args)]
 pub struct LaunchArgs {
     /// Use this fixed port instead of a free one (for servers that hard-code it).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
 
     /// Working directory for the server.
@@ -235,6 +235,7 @@ mod tests {
         for args in [
             &["run", "--env", "novalue"][..],
             &["run", "--jobs", "0"],
+            &["run", "--port", "0"],
             &["run", "--startup-timeout", "soon"],
             &["run", "--format", "xml"],
         ] {

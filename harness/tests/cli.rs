@@ -241,6 +241,7 @@ fn an_only_that_matches_nothing_is_a_usage_error() {
 
 #[rstest]
 #[case::zero_jobs(&["run", "--jobs", "0"], "--jobs")]
+#[case::port_zero(&["run", "--port", "0", "--", "./server"], "--port")]
 #[case::unknown_format(&["run", "--format", "xml"], "xml")]
 #[case::env_without_equals(&["run", "--env", "novalue"], "novalue")]
 #[case::bad_duration(&["run", "--startup-timeout", "soon"], "soon")]

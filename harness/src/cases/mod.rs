@@ -491,9 +491,11 @@ pub fn parse_case(id: &str, origin: &str, text: &str) -> Result<CaseFile, CaseEr
             RawChunk::Repeat { repeat, times } => {
                 let unit =
                     decode_escapes(repeat).map_err(|e| bad(format!("send[{i}].repeat: {e}")))?;
-                if unit.len().saturating_mul(*times) > MAX_SEND {
+                // Checked against what came before it too, before anything
+                // is expanded: many repeats must not add up in memory first.
+                if total.saturating_add(unit.len().saturating_mul(*times)) > MAX_SEND {
                     return Err(bad(format!(
-                        "send[{i}]: repeat makes more than {MAX_SEND} bytes"
+                        "send[{i}]: repeat makes more than {MAX_SEND} bytes in all"
                     )));
                 }
                 (unit.repeat(*times), true)
@@ -718,6 +720,10 @@ status = 200
     )]
     #[case::huge_repeat("description = 'd'\nrequirement = 'r'\nsend = [{ repeat = 'a', times = 99999999 }]\n[[expect.pass]]\nstatus = 200\n")]
     #[case::not_toml("description = ")]
+    #[case::many_repeats_add_up(&format!(
+        "description = 'd'\nrequirement = 'r'\nsend = [{}]\n[[expect.pass]]\nstatus = 200\n",
+        vec!["{ repeat = 'a', times = 1048576 }"; 600].join(", ")
+    ))]
     #[case::pauses_too_long(
         "description = 'd'\nrequirement = 'r'\nsend = ['a', 'b', 'c', 'd']\npause_ms = 1500\n[[expect.pass]]\nstatus = 200\n"
     )]
