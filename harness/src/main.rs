@@ -165,6 +165,10 @@ fn run_checks(run: RunArgs) -> ExitCode {
     let outcome = runner::run(&config, &mut reporter);
     harness::interrupt::wait_if_interrupted();
     match outcome {
+        Err(error @ runner::RunError::EmptyShard { .. }) => {
+            eprintln!("harness: {error}");
+            ExitCode::from(exit::SUCCESS)
+        }
         Err(error) => usage(error.to_string()),
         Ok(outcome) => {
             if let Some(error) = outcome.start_error {

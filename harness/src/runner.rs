@@ -81,6 +81,14 @@ pub struct RunOutcome {
 pub enum RunError {
     /// `--only`/`--skip` left nothing to run.
     NothingSelected,
+    /// The selection holds checks, but none falls in this shard: a matrix
+    /// job with nothing to do, not an error.
+    EmptyShard {
+        /// The shard, `(k, n)`.
+        shard: (u32, u32),
+        /// How many checks the selection holds in all shards.
+        selected: usize,
+    },
     /// A reporter could not write.
     Report(std::io::Error),
 }
@@ -91,6 +99,13 @@ impl fmt::Display for RunError {
             RunError::NothingSelected => {
                 write!(f, "no check matches the selection (see `harness list`)")
             }
+            RunError::EmptyShard {
+                shard: (k, n),
+                selected,
+            } => write!(
+                f,
+                "shard {k}/{n} holds none of the {selected} selected checks: nothing to run"
+            ),
             RunError::Report(error) => write!(f, "writing the report: {error}"),
         }
     }
@@ -111,7 +126,19 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
         .filter(|c| config.selection.includes(&c.id) && in_shard(&c.id))
         .collect();
     if checks.is_empty() && cases.is_empty() {
-        return Err(RunError::NothingSelected);
+        let selected = catalog()
+            .iter()
+            .filter(|c| config.selection.includes(c.id))
+            .count()
+            + config
+                .cases
+                .iter()
+                .filter(|c| config.selection.includes(&c.id))
+                .count();
+        return Err(match config.shard {
+            Some(shard) if selected > 0 => RunError::EmptyShard { shard, selected },
+            _ => RunError::NothingSelected,
+        });
     }
     let started = Instant::now();
     // A fixed port can hold only one server at a time.

@@ -100,6 +100,30 @@ fn a_baseline_passes_exactly_when_its_checks_fail() {
     );
 }
 
+/// A CI matrix that combines `--shard` with `--only`: the shards that hold
+/// none of the selected checks run nothing and pass, saying so; the one
+/// that holds it runs it.
+#[test]
+fn an_empty_shard_runs_nothing_and_passes() {
+    let mut ran = 0;
+    for k in 1..=3 {
+        let shard = format!("{k}/3");
+        let output = run(&["--shard", &shard, "--only", "lifecycle/startup"]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{shard}: {}",
+            stderr(&output)
+        );
+        if stderr(&output).contains("nothing to run") {
+            assert!(output.stdout.is_empty(), "{shard}");
+        } else {
+            ran += 1;
+        }
+    }
+    assert_eq!(ran, 1, "exactly one shard holds the check");
+}
+
 #[test]
 fn a_bad_baseline_file_is_a_usage_error() {
     let baseline = TempFile::new("bad-baseline");
