@@ -17,5 +17,11 @@ pub const CHECKS_FAILED: u8 = 1;
 pub const USAGE_OR_TARGET: u8 = 2;
 
 /// The run was interrupted by SIGINT (Ctrl-C): 128 + signal number 2, as
-/// shells report it.
+/// shells report it. Every other stop signal the harness catches (SIGTERM,
+/// SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGPIPE) ends it with 128 +
+/// its number too, after the JSON and JUnit reports were written.
 pub const INTERRUPTED: u8 = 130;
+
+/// The harness itself panicked (a bug of ours, reported on stderr); every
+/// server was stopped before it exited. Rust's own code for a panic.
+pub const PANICKED: u8 = 101;

@@ -1,41 +1,54 @@
-//! Ctrl-C never leaves a server behind.
+//! A signal that ends the harness never leaves a server behind, and never
+//! loses the results that were finished.
 //!
 //! Destructors do not run when a process dies of a signal, so the
-//! `Drop for ServerInstance` guarantee needs help: [`install`] blocks SIGINT,
-//! SIGTERM and SIGHUP in the calling thread (every thread spawned later
-//! inherits the mask) and starts one thread that takes them with `sigwait`.
-//! That thread runs ordinary Rust code, not a signal handler, so it may lock
-//! the registry of live process groups (see [`crate::target`]), signal them,
-//! wait, and exit with the conventional status `128 + signal number`.
+//! `Drop for ServerInstance` guarantee needs help: [`install`] blocks every
+//! signal that would end the harness and that it can catch (SIGINT, SIGTERM,
+//! SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGPIPE: a server can send
+//! any of them to its parent) in the calling thread, so every thread spawned
+//! later inherits the mask, and starts one thread that takes them with
+//! `sigwait`. That thread runs ordinary Rust code, not a signal handler, so
+//! it may stop every server of the run ([`crate::tree::stop_all`]), wait,
+//! and exit with the conventional status `128 + signal number`.
 //!
-//! Servers must not inherit the blocked mask: `target.rs` resets the mask and
-//! the dispositions between fork and exec.
+//! A run in progress ([`expect_reports`]) gets a few seconds, once the
+//! servers are stopped, to write its JSON and JUnit documents with what
+//! finished and the rest marked interrupted ([`reports_written`]).
+//!
+//! SIGKILL cannot be caught: for it, every server has a parent-death signal
+//! (see [`crate::tree`]). Servers must not inherit the blocked mask:
+//! `target.rs` resets the mask and the dispositions between fork and exec.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{killpg, SigSet, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::{SigSet, Signal};
 
-use crate::procfs;
-use crate::target;
+use crate::tree;
 
 /// How long servers get to exit on SIGTERM before SIGKILL when interrupted.
 const PATIENCE: Duration = Duration::from_secs(1);
-/// Pause between checks for live group members.
+/// How long a run may take, after its servers were stopped, to write its reports.
+const REPORT_WAIT: Duration = Duration::from_secs(5);
+/// Pause between checks of the flags below.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Set by the first successful [`install`].
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// The stop signal that arrived (0: none yet). Set before any server is
-/// stopped, so that the main thread can tell a server killed by the
-/// interrupt from a server that failed.
+/// stopped, so that the run can tell a server killed by the interrupt from
+/// a server that failed.
 static INTERRUPTED_BY: AtomicI32 = AtomicI32::new(0);
+/// Every server was stopped after the interrupt.
+static SERVERS_STOPPED: AtomicBool = AtomicBool::new(false);
+/// A run is in progress that will write reports.
+static REPORTS_PENDING: AtomicBool = AtomicBool::new(false);
+/// The run wrote its reports after the interrupt.
+static REPORTS_WRITTEN: AtomicBool = AtomicBool::new(false);
 
 /// Why the interrupt handling could not be set up.
 #[derive(Debug)]
@@ -50,7 +63,7 @@ impl fmt::Display for InterruptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InterruptError::Mask(errno) => {
-                write!(f, "blocking SIGINT/SIGTERM/SIGHUP: {}", errno.desc())
+                write!(f, "blocking the stop signals: {}", errno.desc())
             }
             InterruptError::Spawn(e) => write!(f, "spawning the signal thread: {e}"),
         }
@@ -66,12 +79,27 @@ impl std::error::Error for InterruptError {
     }
 }
 
-/// The signals that end the harness.
+/// The signals that end the harness, all taken by the interrupt thread.
+///
+/// SIGPIPE is among them for a `kill(2)` only: a write to a closed socket
+/// raises it in the writing thread, where it stays pending (blocked) while
+/// the write returns EPIPE, which the client handles.
+pub const STOP_SIGNALS: [Signal; 8] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGPIPE,
+];
+
 fn stop_signals() -> SigSet {
     let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.add(Signal::SIGHUP);
+    for sig in STOP_SIGNALS {
+        set.add(sig);
+    }
     set
 }
 
@@ -106,16 +134,56 @@ pub fn install() -> Result<(), InterruptError> {
     Ok(())
 }
 
-/// Stops every registered server and exits with `128 + signal number`.
+/// Stops every server, gives a run in progress its moment to write its
+/// reports, and exits with `128 + signal number`.
 fn on_signal(sig: Signal) -> ! {
     INTERRUPTED_BY.store(sig as i32, Ordering::SeqCst);
-    let count = target::lock_registry(target::registry()).len();
     eprintln!(
-        "\nharness: {} received, stopping {count} server(s)",
-        sig.as_str()
+        "\nharness: {} received, stopping {} server(s)",
+        sig.as_str(),
+        tree::live_count()
     );
-    kill_all_registered();
+    tree::stop_all(PATIENCE);
+    SERVERS_STOPPED.store(true, Ordering::SeqCst);
+    if REPORTS_PENDING.load(Ordering::SeqCst) {
+        let deadline = Instant::now() + REPORT_WAIT;
+        while !REPORTS_WRITTEN.load(Ordering::SeqCst) && Instant::now() < deadline {
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
     std::process::exit(128 + sig as i32);
+}
+
+/// The stop signal that arrived, if one did.
+pub fn interrupted() -> Option<Signal> {
+    Signal::try_from(INTERRUPTED_BY.load(Ordering::SeqCst)).ok()
+}
+
+/// Waits (bounded) until every server was stopped after an interrupt: from
+/// then on nothing a check sees is the server's doing. Returns at once if no
+/// interrupt arrived.
+pub fn wait_for_servers_stopped() {
+    if interrupted().is_none() {
+        return;
+    }
+    let deadline = Instant::now() + PATIENCE + tree::KILL_WAIT + REPORT_WAIT;
+    while !SERVERS_STOPPED.load(Ordering::SeqCst) && Instant::now() < deadline {
+        thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// A run has started that writes reports at its end: an interrupt waits
+/// (up to a few seconds) for [`reports_written`] before exiting.
+pub fn expect_reports() {
+    REPORTS_PENDING.store(true, Ordering::SeqCst);
+}
+
+/// The run's reports are written; after an interrupt this never returns,
+/// since the interrupt thread owns the ending (exit with 128 + the signal
+/// number).
+pub fn reports_written() {
+    REPORTS_WRITTEN.store(true, Ordering::SeqCst);
+    wait_if_interrupted();
 }
 
 /// Never returns once a stop signal has arrived: from then on the interrupt
@@ -124,7 +192,7 @@ fn on_signal(sig: Signal) -> ! {
 /// exits; otherwise it could see its servers die of the interrupt, report
 /// them as failed, and exit with 1 or 2 before the interrupt thread is done.
 pub fn wait_if_interrupted() {
-    if INTERRUPTED_BY.load(Ordering::SeqCst) == 0 {
+    if interrupted().is_none() {
         return;
     }
     loop {
@@ -132,103 +200,35 @@ pub fn wait_if_interrupted() {
     }
 }
 
-/// SIGTERM to every registered server group, up to ~1 s for them to exit,
-/// then SIGKILL to all of them. The groups stay registered: their owners
-/// still reap them (or the process exits).
+/// Stops every server of the run: SIGTERM, about a second, then SIGKILL.
+/// For endings that are not signals (a panic in `main`).
 pub fn kill_all_registered() {
-    stop_groups(target::registry(), PATIENCE);
-}
-
-/// The work of [`kill_all_registered`] on any registry.
-///
-/// Signals are only sent while holding the registry lock: teardown removes a
-/// group from the registry before reaping its leader, so a pgid found under
-/// the lock cannot have been reused by an unrelated process.
-fn stop_groups(registry: &Mutex<Vec<i32>>, patience: Duration) {
-    signal_all(registry, Signal::SIGTERM);
-    let deadline = Instant::now() + patience;
-    loop {
-        let any_alive = target::lock_registry(registry).iter().any(|&pgid| {
-            procfs::group_members(pgid)
-                .iter()
-                .any(procfs::ProcStat::is_live)
-        });
-        if !any_alive || Instant::now() >= deadline {
-            break;
-        }
-        thread::sleep(POLL_INTERVAL);
-    }
-    signal_all(registry, Signal::SIGKILL);
-}
-
-fn signal_all(registry: &Mutex<Vec<i32>>, sig: Signal) {
-    for &pgid in target::lock_registry(registry).iter() {
-        // ESRCH (group already empty) is the expected outcome for many groups.
-        let _ = killpg(Pid::from_raw(pgid), sig);
-    }
+    tree::stop_all(PATIENCE);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
-    use std::process::{Child, Command, Stdio};
+    use crate::{procfs, target};
+    use std::os::unix::process::ExitStatusExt;
 
-    /// Kills the group and reaps the leader on drop, panics included.
-    struct GroupGuard(Child);
-    impl Drop for GroupGuard {
-        fn drop(&mut self) {
-            let _ = killpg(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
-            let _ = self.0.wait();
-        }
-    }
-
-    fn spawn_group(script: &str) -> GroupGuard {
-        let child = Command::new("sh")
-            .args(["-c", script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("spawn sh");
-        GroupGuard(child)
-    }
-
-    fn live_members(pgid: i32) -> usize {
-        procfs::group_members(pgid)
-            .iter()
-            .filter(|p| p.is_live())
-            .count()
-    }
-
-    #[test]
-    fn stop_groups_kills_polite_and_stubborn_groups() {
-        let polite = spawn_group("sleep 300 & sleep 300");
-        // Ignored in the shell before forking, so both processes ignore SIGTERM.
-        let stubborn = spawn_group("trap '' TERM; sleep 300 & sleep 300");
-        let pgids = [polite.0.id() as i32, stubborn.0.id() as i32];
-        // Let both shells fork their sleeps (bounded wait for a condition, not a timing assumption).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while pgids.iter().any(|&g| live_members(g) < 3) && Instant::now() < deadline {
-            thread::sleep(POLL_INTERVAL);
-        }
-        let registry = Mutex::new(pgids.to_vec());
-        stop_groups(&registry, Duration::from_millis(300));
-        for pgid in pgids {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while live_members(pgid) > 0 {
-                assert!(Instant::now() < deadline, "group {pgid} survived");
-                thread::sleep(POLL_INTERVAL);
-            }
-        }
+    /// Live processes carrying `tag`, wherever they are.
+    fn tagged(tag: &str) -> Vec<procfs::ProcStat> {
+        procfs::all_processes()
+            .into_iter()
+            .filter(|p| {
+                p.is_live()
+                    && procfs::environ_var(p.pid, tree::TAG_VAR).as_deref() == Some(tag.as_bytes())
+            })
+            .collect()
     }
 
     /// Environment variable that turns `interrupted_child_process` into the child side.
     const CHILD_MODE: &str = "HARNESS_INTERRUPT_TEST_CHILD";
 
-    /// Child side of `a_signal_kills_registered_servers_and_exits_128_plus_signo`:
-    /// starts a server, prints its pgid, then acts as if SIGINT arrived.
+    /// Child side of `a_signal_stops_every_process_of_every_server_and_exits_128_plus_signo`:
+    /// starts a server with a child in a session of its own, prints its tag,
+    /// then acts as if SIGINT arrived.
     #[test]
     fn interrupted_child_process() {
         if std::env::var_os(CHILD_MODE).is_none() {
@@ -237,20 +237,20 @@ mod tests {
         let mut spec = target::TargetSpec::new("sh");
         spec.args = vec![
             "-c".into(),
-            "sleep 300 & exec python3 -c 'import socket,os; s=socket.socket(); \
+            "setsid sleep 300 & sleep 300 & exec python3 -c 'import socket,os; s=socket.socket(); \
              s.bind((os.environ[\"HOST\"], int(os.environ[\"PORT\"]))); s.listen(); \
              [s.accept()[0].close() for _ in iter(int, 1)]'"
                 .into(),
         ];
         let server = target::ServerInstance::start(&spec).expect("start");
-        println!("PGID={}", server.pgid());
+        println!("TAG={}", server.tag());
         // Leak it: a signal does not run destructors either.
         std::mem::forget(server);
         on_signal(Signal::SIGINT);
     }
 
     #[test]
-    fn a_signal_kills_registered_servers_and_exits_128_plus_signo() {
+    fn a_signal_stops_every_process_of_every_server_and_exits_128_plus_signo() {
         let out =
             target::run_test_in_child("interrupt::tests::interrupted_child_process", CHILD_MODE);
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -266,18 +266,23 @@ mod tests {
             stderr.contains("SIGINT received, stopping 1 server(s)"),
             "{stderr}"
         );
-        let pgid: i32 = stdout
+        let tag = stdout
             .lines()
             // libtest prints the test name on the same line, before the output.
-            .find_map(|l| l.split_once("PGID=").map(|(_, rest)| rest))
-            .and_then(|p| p.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no PGID line in {stdout}"));
+            .find_map(|l| l.split_once("TAG=").map(|(_, rest)| rest))
+            .and_then(|t| t.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no TAG line in {stdout}"))
+            .to_string();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while live_members(pgid) > 0 {
+        loop {
+            let left = tagged(&tag);
+            if left.is_empty() {
+                break;
+            }
             if Instant::now() >= deadline {
-                // Clean up before failing; the group is still alive, so the pgid is its own.
-                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-                panic!("server group {pgid} outlived the harness");
+                // Clean up before failing: they carry the tag, so they are the test's.
+                tree::signal_each(&left, Signal::SIGKILL);
+                panic!("processes outlived the harness: {left:?}");
             }
             thread::sleep(POLL_INTERVAL);
         }

@@ -6,7 +6,8 @@
 //! # Layout
 //! - [`cli`]: the command line; [`exit`]: the exit codes.
 //! - [`target`]: launching the server in its own process group, readiness, teardown.
-//! - [`interrupt`]: Ctrl-C never leaves a server behind.
+//! - [`tree`]: every process a server starts, found and stopped wherever it went.
+//! - [`interrupt`]: a stop signal never leaves a server behind nor loses results.
 //! - [`procfs`]: children, zombies, threads, descriptors and sockets from /proc.
 //! - [`timed`]: one request with its moments; "answered" means its head arrived.
 //! - [`client`]: the harness's own small HTTP/1.1 client.
@@ -43,3 +44,4 @@ pub mod runner;
 pub mod select;
 pub mod target;
 pub mod timed;
+pub mod tree;

@@ -31,7 +31,18 @@ fn main() -> ExitCode {
         eprintln!("harness: {error}");
         return ExitCode::from(exit::USAGE_OR_TARGET);
     }
-    let cli = match Cli::try_parse_from(&args) {
+    // Every child of this process is a server or an orphan adopted from one.
+    harness::tree::reap_every_orphan();
+    // A panic unwinds this thread only; the servers that other threads own
+    // would outlive the process. Stop them all before it ends.
+    let code = std::panic::catch_unwind(|| dispatch(&args));
+    harness::interrupt::kill_all_registered();
+    code.unwrap_or_else(|_| ExitCode::from(exit::PANICKED))
+}
+
+/// Parses the command line and runs the subcommand.
+fn dispatch(args: &[std::ffi::OsString]) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
@@ -160,7 +171,7 @@ fn run_checks(run: RunArgs) -> ExitCode {
     if let Some(path) = run.junit {
         reporters.push(Box::new(JunitReporter::new(path)));
     }
-    let mut reporter = InterruptGate(Fanout::new(reporters));
+    let mut reporter = Fanout::new(reporters);
 
     let outcome = runner::run(&config, &mut reporter);
     harness::interrupt::wait_if_interrupted();
@@ -314,17 +325,6 @@ fn fuzz_server(args: FuzzArgs) -> ExitCode {
                 }
             }
         }
-    }
-}
-
-/// Holds back every report once a stop signal has arrived: results measured
-/// while the interrupt was killing the servers are not the servers' fault.
-struct InterruptGate(Fanout);
-
-impl Reporter for InterruptGate {
-    fn event(&mut self, event: &harness::report::Event<'_>) -> std::io::Result<()> {
-        harness::interrupt::wait_if_interrupted();
-        self.0.event(event)
     }
 }
 

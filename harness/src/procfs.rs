@@ -381,6 +381,38 @@ pub fn socket_inode(info: &FdInfo) -> Option<u64> {
         .ok()
 }
 
+/// The value of the environment variable `name` as `pid` was started with
+/// (`/proc/PID/environ`), or `None`: not set, the process is gone or a
+/// zombie (whose environment is freed), or not ours to read. At most
+/// [`MAX_ENVIRON`] bytes are read, so a huge environment cannot grow our memory.
+pub fn environ_var(pid: i32, name: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(format!("/proc/{pid}/environ")).ok()?;
+    let mut raw = Vec::new();
+    file.take(MAX_ENVIRON).read_to_end(&mut raw).ok()?;
+    raw.split(|&b| b == 0).find_map(|entry| {
+        entry
+            .strip_prefix(name.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"="))
+            .map(<[u8]>::to_vec)
+    })
+}
+
+/// How much of a process's environment [`environ_var`] reads (Linux caps
+/// arguments and environment together at a quarter of the stack limit,
+/// 2 MiB by default).
+const MAX_ENVIRON: u64 = 4 * 1024 * 1024;
+
+/// The processes holding a descriptor for the socket with this inode,
+/// among those whose descriptors can be read (our own user's). One scan of
+/// every process's descriptors: for error messages, not for loops.
+pub fn holders_of_inode(inode: u64) -> Vec<ProcStat> {
+    all_processes()
+        .into_iter()
+        .filter(|p| holds_inode(p.pid, inode))
+        .collect()
+}
+
 /// One row of `/proc/net/tcp{,6}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct TcpRow {

@@ -10,13 +10,14 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{mpsc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cases::run::CaseRun;
 use crate::cases::CaseFile;
 use crate::check::{apply_strict, CheckResult, TargetInfo, Totals};
 use crate::checks::{catalog, CheckDef, Ctx, Settings};
 use crate::habits::{Habits, CLOSE_GAP};
+use crate::interrupt;
 use crate::model::{classify, observe_idle, Model, ModelReport};
 use crate::probe::Capabilities;
 use crate::report::{Event, Reporter};
@@ -49,6 +50,9 @@ const LONGEST: &[&str] = &["fds/leak", "fds/child-listener", "lifecycle/sigterm"
 /// Long checks that use nothing the run learns first (model, routes,
 /// habits): they start at once, while it is learned.
 const EARLY: &[&str] = &["fds/leak"];
+
+/// How often the result stream looks for an interrupt.
+const INTERRUPT_POLL: Duration = Duration::from_millis(100);
 
 /// The shard (1-based, of `n`) an id belongs to: a hash of the id, so that
 /// adding a check never moves the others.
@@ -141,6 +145,7 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
         });
     }
     let started = Instant::now();
+    interrupt::expect_reports();
     // A fixed port can hold only one server at a time.
     let (jobs, early_ok) = match config.spec.port {
         PortChoice::Fixed(_) => (1, false),
@@ -223,6 +228,11 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
             let queue = &queue;
             let (caps, model, habits) = (&learned.caps, &learned.model, &learned.habits);
             scope.spawn(move || loop {
+                // After an interrupt nothing new starts: its servers would
+                // be refused anyway, and the run is being cut short.
+                if interrupt::interrupted().is_some() {
+                    return;
+                }
                 let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
                 match next {
                     None => return,
@@ -249,18 +259,42 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
         }
         drop(sender);
         // Results stream to the reporters as they arrive (the early ones
-        // waited in the channel for the header).
-        for result in receiver {
-            if report_error.is_none() {
-                if let Err(error) = reporter.event(&Event::CheckFinished(&result)) {
-                    report_error = Some(error);
-                }
+        // waited in the channel for the header). After an interrupt, once
+        // the servers are stopped, what has not finished is reported as
+        // interrupted and the reports are written at once: the checks still
+        // running are not waited for (the interrupt thread ends the process).
+        loop {
+            if let Some(signal) = interrupt::interrupted() {
+                interrupt::wait_for_servers_stopped();
+                // Whatever arrived after the signal ran against a server
+                // being stopped: not the server's verdict.
+                let finished = std::mem::take(&mut results);
+                let all = with_interrupted(finished, &checks, &cases, signal);
+                let _ = finish(config, all, None, started, Some(signal), reporter);
+                interrupt::reports_written();
             }
-            results.push(result);
+            match receiver.recv_timeout(INTERRUPT_POLL) {
+                Ok(result) => {
+                    if interrupt::interrupted().is_some() {
+                        continue;
+                    }
+                    if report_error.is_none() {
+                        if let Err(error) = reporter.event(&Event::CheckFinished(&result)) {
+                            report_error = Some(error);
+                        }
+                    }
+                    results.push(result);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
         }
         Ok(())
     });
     if let Err(error) = started_or_not {
+        if let Some(signal) = interrupt::interrupted() {
+            return interrupted_before_start(config, &checks, &cases, started, signal, reporter);
+        }
         return startup_failure(config, error, started, reporter);
     }
     if let Some(error) = report_error {
@@ -277,7 +311,64 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
             .position(|id| *id == r.id)
             .unwrap_or(usize::MAX)
     });
-    finish(config, results, None, started, reporter)
+    finish(config, results, None, started, None, reporter)
+}
+
+/// `finished` in run order, followed by every selected check and case that
+/// did not finish, as an error naming the signal.
+fn with_interrupted(
+    mut finished: Vec<CheckResult>,
+    checks: &[CheckDef],
+    cases: &[&CaseFile],
+    signal: nix::sys::signal::Signal,
+) -> Vec<CheckResult> {
+    let summary = format!("interrupted by {} before it finished", signal.as_str());
+    let blanks = cases
+        .iter()
+        .map(|c| CheckResult::new(c.id.clone(), c.requirement.clone(), c.hint()))
+        .chain(checks.iter().map(|c| c.blank_result()));
+    let mut rest = Vec::new();
+    for blank in blanks {
+        if !finished.iter().any(|r| r.id == blank.id) {
+            rest.push(blank.error(summary.clone()));
+        }
+    }
+    finished.extend(rest);
+    finished
+}
+
+/// An interrupt arrived before the server was learned: the header says so,
+/// and every selected check is reported as interrupted. Never returns: the
+/// interrupt thread ends the process once the reports are written.
+fn interrupted_before_start(
+    config: &RunConfig,
+    checks: &[CheckDef],
+    cases: &[&CaseFile],
+    started: Instant,
+    signal: nix::sys::signal::Signal,
+    reporter: &mut dyn Reporter,
+) -> Result<RunOutcome, RunError> {
+    interrupt::wait_for_servers_stopped();
+    let target = TargetInfo {
+        command: config.command_label.clone(),
+        pid: None,
+        model: Model::Unknown.as_str().into(),
+        model_evidence: format!(
+            "interrupted by {} before the server was learned",
+            signal.as_str()
+        ),
+        capabilities: Default::default(),
+        capability_notes: Default::default(),
+        habits: Vec::new(),
+    };
+    let all = with_interrupted(Vec::new(), checks, cases, signal);
+    let _ = reporter.event(&Event::RunStarted {
+        target: &target,
+        planned: all.len(),
+    });
+    let _ = finish(config, all, None, started, Some(signal), reporter);
+    interrupt::reports_written();
+    Err(RunError::NothingSelected)
 }
 
 /// What the run learns about the server before any check.
@@ -295,7 +386,16 @@ fn habits_of(
     spec: &TargetSpec,
     mut probe: ServerInstance,
 ) -> Result<(Habits, ServerInstance), StartError> {
-    let habits = Habits::learn(&mut probe);
+    let mut habits = Habits::learn(&mut probe);
+    if let Some(status) = probe.launcher_exit() {
+        // Said once here; every instance of the run follows its launcher the same way.
+        habits.notes.push(format!(
+            "the started process (pid {}) exited ({}) leaving pid {} listening: that process is judged as the server",
+            probe.leader_pid(),
+            crate::target::describe_status(&status),
+            probe.pid()
+        ));
+    }
     if probe.is_alive() {
         return Ok((habits, probe));
     }
@@ -445,7 +545,7 @@ fn startup_failure(
     reporter
         .event(&Event::CheckFinished(&result))
         .map_err(RunError::Report)?;
-    finish(config, vec![result], Some(error), started, reporter)
+    finish(config, vec![result], Some(error), started, None, reporter)
 }
 
 fn finish(
@@ -453,6 +553,7 @@ fn finish(
     mut results: Vec<CheckResult>,
     start_error: Option<StartError>,
     started: Instant,
+    interrupted: Option<nix::sys::signal::Signal>,
     reporter: &mut dyn Reporter,
 ) -> Result<RunOutcome, RunError> {
     if config.strict {
@@ -465,6 +566,7 @@ fn finish(
             totals,
             wall: started.elapsed(),
             strict: config.strict,
+            interrupted: interrupted.map(|s| s.as_str()),
         })
         .map_err(RunError::Report)?;
     Ok(RunOutcome {

@@ -356,7 +356,7 @@ fn strict_turns_a_warning_into_a_failure(
 #[case::never_listens(
     &["--startup-timeout", "1s", "--grace", "500ms"],
     &["sleep", "30"],
-    &["sleep 30", "did not accept a connection"],
+    &["sleep 30", "did not listen on"],
 )]
 #[case::exits_at_once(
     &[],

@@ -1,19 +1,87 @@
 //! The harness never leaves a server behind: not after a normal run, not
-//! when the server's children outlive it, and not when the harness itself is
-//! interrupted (Ctrl-C, SIGTERM) in the middle of a run.
+//! when the server's children outlive it or escape its process group
+//! (daemonizing, `setsid`, `setpgid`), and not when the harness itself is
+//! ended by any signal it can catch in the middle of a run; and an
+//! interrupted run still writes its reports.
 //!
 //! Every server the harness starts carries this test's marker in its
 //! environment (`--env HARNESS_TEST_MARKER=...`), and its children inherit
 //! it, so a scan of `/proc/*/environ` finds every process the run created,
-//! whichever process group it ended up in.
+//! whichever process group or session it ended up in.
 
 mod support;
 
+use std::ffi::OsString;
+use std::path::Path;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use rstest::rstest;
-use support::{marked_processes, poll_until, HarnessRun, Verdict, ALL_IDS};
+use support::{marked_processes, poll_until, GroupChild, HarnessRun, Marker, Verdict, ALL_IDS};
+
+/// `python3 tests/fixtures/escaping_server.py MODE`.
+fn escaping(mode: &str) -> Vec<OsString> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join("escaping_server.py");
+    vec!["python3".into(), script.into_os_string(), mode.into()]
+}
+
+/// Servers whose processes leave the process group the harness gave them:
+/// a daemon (double fork, `setsid`; the started process exits 0 and the
+/// grandchild listens), children that call `setsid()` or `setpgid()`, and
+/// grandchildren in a session of their own. The daemon is followed and
+/// judged as the server; escaped children alive after SIGTERM fail
+/// `lifecycle/sigterm`, whatever their group; and nothing survives the run.
+#[rstest]
+#[case::a_daemonizing_launcher("daemon", Verdict::Pass)]
+#[case::setsid_children("setsid-children", Verdict::Fail)]
+#[case::setsid_grandchildren("setsid-grandchildren", Verdict::Fail)]
+#[case::setpgid_children("setpgid-children", Verdict::Fail)]
+fn processes_that_escape_the_group_are_found_judged_and_stopped(
+    #[case] mode: &str,
+    #[case] sigterm: Verdict,
+) {
+    support::require_python3();
+    let run = HarnessRun::run_cmd(mode)
+        .args(["--format", "json", "--only", "lifecycle/*"])
+        .server(escaping(mode));
+    let marker = run.marker().clone();
+    let outcome = run.run();
+    let report = outcome.report();
+    assert_eq!(
+        report.verdict("lifecycle/startup"),
+        Verdict::Pass,
+        "{}",
+        outcome.context()
+    );
+    assert_eq!(
+        report.verdict("lifecycle/reuseaddr"),
+        Verdict::Pass,
+        "{}",
+        outcome.context()
+    );
+    assert_eq!(
+        report.verdict("lifecycle/sigterm"),
+        sigterm,
+        "{}",
+        report.describe("lifecycle/sigterm")
+    );
+    if mode == "daemon" {
+        assert!(
+            report
+                .target
+                .habits
+                .iter()
+                .any(|h| h.contains("judged as the server")),
+            "the hand-over is not said: {:?}",
+            report.target.habits
+        );
+    }
+    // `run` already waited for the marker to disappear; say it again here.
+    assert_eq!(marked_processes(&marker), []);
+}
 
 /// After a run of the whole suite (HTTP cases included) against the clean
 /// reference server, nothing remains.
@@ -48,73 +116,40 @@ fn children_that_outlive_the_server_are_killed_too(#[case] faults: &[&str], #[ca
     assert_eq!(marked_processes(&marker), []);
 }
 
-/// Where the harness is when the signal arrives.
-#[derive(Clone, Copy, Debug)]
-enum Moment {
-    /// Mid-check: 8 clients wait on `/sleep?ms=10000`, so the server has 8
-    /// children, and the run would go on for 10 s. (The probe before the
-    /// checks holds only 4 connections, so 9 marked processes means the
-    /// check is running.)
-    DuringChecks,
-    /// Waiting for a server that never listens (60 s startup timeout).
-    DuringStartup,
-}
-
-impl Moment {
-    /// The run, and how many marked processes show that the moment has come.
-    fn run(self) -> (HarnessRun, usize) {
-        match self {
-            Moment::DuringChecks => (
-                HarnessRun::run_cmd("interrupt-checks")
-                    .args(["--only", "concurrency/sleep-latency", "--sleep-ms", "10000"])
-                    .reference(&[]),
-                // The server and its 8 children serving /sleep.
-                9,
-            ),
-            Moment::DuringStartup => (
-                HarnessRun::run_cmd("interrupt-startup")
-                    .args(["--startup-timeout", "60s"])
-                    .server(["sh", "-c", "sleep 300 & sleep 300"]),
-                // The shell and both sleeps.
-                3,
-            ),
-        }
-    }
-}
-
-/// Ctrl-C (SIGINT to the harness's process group, as a terminal sends it),
-/// SIGTERM or SIGHUP: the harness exits with 128 + the signal number and
-/// takes every server with it.
-#[rstest]
-fn an_interrupted_harness_takes_its_servers_down(
-    #[values(Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP)] signal: Signal,
-    #[values(Moment::DuringChecks, Moment::DuringStartup)] moment: Moment,
-) {
-    let _one_at_a_time = support::exclusive();
-    let (run, wanted) = moment.run();
-    let marker = run.marker().clone();
-    let _sweep = support::MarkerSweep(marker.clone());
-    let mut harness = run.spawn();
+/// Waits until the run has at least `wanted` marked processes; on failure
+/// cleans up and panics with what the harness said.
+fn wait_for_processes(harness: &mut GroupChild, marker: &Marker, wanted: usize, what: &str) {
     let started = poll_until(Duration::from_secs(30), || {
-        marked_processes(&marker).len() >= wanted
+        marked_processes(marker).len() >= wanted
     });
-    if !started {
-        let exited = harness.wait_timeout(Duration::ZERO);
-        let (stdout, stderr) = if exited.is_some() {
-            harness.output()
-        } else {
-            Default::default()
-        };
-        drop(harness);
-        support::assert_nothing_left(&marker);
-        panic!(
-            "{moment:?}: fewer than {wanted} marked processes within 30 s \
-             (harness exit: {exited:?}); found {:?}\n{}\n{}",
-            marked_processes(&marker),
-            String::from_utf8_lossy(&stdout),
-            String::from_utf8_lossy(&stderr)
-        );
+    if started {
+        return;
     }
+    let exited = harness.wait_timeout(Duration::ZERO);
+    let (stdout, stderr) = if exited.is_some() {
+        harness.output()
+    } else {
+        Default::default()
+    };
+    support::assert_nothing_left(marker);
+    panic!(
+        "{what}: fewer than {wanted} marked processes within 30 s \
+         (harness exit: {exited:?}); found {:?}\n{}\n{}",
+        marked_processes(marker),
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
+    );
+}
+
+/// Sends `signal` to the harness's process group, as a terminal or a CI
+/// runner does, and asserts that it exits with 128 + the signal number,
+/// saying why, with no marked process left. Returns stdout.
+fn signal_and_expect_nothing_left(
+    mut harness: GroupChild,
+    marker: &Marker,
+    signal: Signal,
+    what: &str,
+) -> String {
     harness.signal_group(signal);
     // The harness gives its servers about 1 s after SIGTERM before SIGKILL.
     let status = harness.wait_timeout(Duration::from_secs(20));
@@ -125,25 +160,185 @@ fn an_interrupted_harness_takes_its_servers_down(
     };
     let stderr = String::from_utf8_lossy(&stderr);
     // Leftovers first: they are the point, and a wrong exit code must not hide them.
-    let left = support::leftovers(&marker);
+    let left = support::leftovers(marker);
     assert!(
         left.is_empty(),
-        "{moment:?}: after {signal}, {} marked process(es) remain: {left:#?}\n\
+        "{what}: after {signal}, {} marked process(es) remain: {left:#?}\n\
          harness status: {status:?}\n{stderr}",
         left.len()
     );
     assert!(
         status.is_some(),
-        "{moment:?}: the harness did not exit within 20 s of {signal}"
+        "{what}: the harness did not exit within 20 s of {signal}"
     );
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
     assert_eq!(
         status.and_then(|s| s.code()),
         Some(128 + signal as i32),
-        "{moment:?}: exit status after {signal}: {status:?}\n{}\n{stderr}",
-        String::from_utf8_lossy(&stdout),
+        "{what}: exit status after {signal}: {status:?}\n{stdout}\n{stderr}",
     );
     assert!(
         stderr.contains(&format!("{} received", signal.as_str())),
         "{stderr}"
     );
+    stdout
+}
+
+/// Every signal that would end the harness and that it can catch, sent
+/// mid-check (8 clients wait on `/sleep?ms=10000`, so the server has 8
+/// children; the probe before the checks holds only 4 connections, so 9
+/// marked processes means the check is running): Ctrl-C, Ctrl-\\, a CI
+/// runner's SIGTERM or SIGHUP, and what a server may send its parent.
+#[rstest]
+fn every_stop_signal_takes_the_servers_down(
+    #[values(
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGALRM,
+        Signal::SIGPIPE
+    )]
+    signal: Signal,
+) {
+    let _one_at_a_time = support::exclusive();
+    let run = HarnessRun::run_cmd("interrupt-checks")
+        .args(["--only", "concurrency/sleep-latency", "--sleep-ms", "10000"])
+        .reference(&[]);
+    let marker = run.marker().clone();
+    let _sweep = support::MarkerSweep(marker.clone());
+    let mut harness = run.spawn();
+    wait_for_processes(&mut harness, &marker, 9, "mid-check");
+    signal_and_expect_nothing_left(harness, &marker, signal, "mid-check");
+}
+
+/// Interrupted while waiting for a server that never listens (60 s startup
+/// timeout), and while a server's children linger in sessions of their own.
+#[rstest]
+#[case::during_startup(&["--startup-timeout", "60s"], vec!["sh".into(), "-c".into(), "sleep 300 & sleep 300".into()], 3)]
+#[case::with_children_in_other_sessions(&["--only", "lifecycle/*"], escaping("setsid-children"), 4)]
+#[case::with_a_daemon(&["--only", "concurrency/slow-client"], escaping("daemon"), 2)]
+fn an_interrupt_takes_down_every_process_of_the_run(
+    #[case] args: &[&str],
+    #[case] server: Vec<OsString>,
+    #[case] wanted: usize,
+    #[values(Signal::SIGINT, Signal::SIGTERM)] signal: Signal,
+) {
+    support::require_python3();
+    let _one_at_a_time = support::exclusive();
+    let run = HarnessRun::run_cmd("interrupt-escaped")
+        .args(args.iter().copied())
+        .server(server);
+    let marker = run.marker().clone();
+    let _sweep = support::MarkerSweep(marker.clone());
+    let mut harness = run.spawn();
+    wait_for_processes(&mut harness, &marker, wanted, "escaped");
+    signal_and_expect_nothing_left(harness, &marker, signal, "escaped");
+}
+
+/// SIGINT after some checks finished: the JSON document (stdout) and the
+/// JUnit file are still written, with what finished and every other
+/// selected check as an error saying it was interrupted.
+#[test]
+fn an_interrupted_run_still_writes_its_json_and_junit() {
+    let _one_at_a_time = support::exclusive();
+    let dir = std::env::temp_dir().join(format!("harness-interrupted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let junit = dir.join("report.xml");
+    let _ = std::fs::remove_file(&junit);
+    let run = HarnessRun::run_cmd("interrupt-reports")
+        .args(["--format", "json", "--junit"])
+        .args([junit.as_os_str()])
+        .args([
+            "--only",
+            "concurrency/sleep-latency",
+            "--only",
+            "lifecycle/startup",
+            "--only",
+            "http/*",
+            "--sleep-ms",
+            "10000",
+        ])
+        .reference(&[]);
+    let marker = run.marker().clone();
+    let _sweep = support::MarkerSweep(marker.clone());
+    let mut harness = run.spawn();
+    wait_for_processes(&mut harness, &marker, 9, "reports");
+    let stdout = signal_and_expect_nothing_left(harness, &marker, Signal::SIGINT, "reports");
+    let document: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON document after SIGINT ({e}):\n{stdout}"));
+    assert_eq!(document["interrupted"], "SIGINT", "{stdout}");
+    let checks = document["checks"].as_array().expect("checks");
+    let find = |id: &str| {
+        checks
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing from the document"))
+    };
+    // It sleeps 10 s: it cannot have finished.
+    let sleep = find("concurrency/sleep-latency");
+    assert_eq!(sleep["verdict"], "error", "{sleep}");
+    assert!(
+        sleep["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("interrupted by SIGINT")),
+        "{sleep}"
+    );
+    // Every selected check is there, finished or not: the 13 process checks
+    // minus 11 unselected, plus every http case.
+    let http = checks
+        .iter()
+        .filter(|c| c["id"].as_str().is_some_and(|id| id.starts_with("http/")))
+        .count();
+    assert!(http > 100, "only {http} http cases in the document");
+    assert_eq!(checks.len(), http + 2, "{stdout}");
+    let xml = std::fs::read_to_string(&junit).expect("the JUnit file was written");
+    assert!(xml.contains("concurrency/sleep-latency"), "{xml}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGKILL cannot be caught: the parent-death signal is the backstop, so
+/// the server the harness started dies with it. (Its own children are the
+/// server's to stop: the documented limit.)
+#[test]
+fn a_sigkilled_harness_takes_its_server_down_by_the_parent_death_signal() {
+    let _one_at_a_time = support::exclusive();
+    let run = HarnessRun::run_cmd("sigkill")
+        .args(["--only", "concurrency/sleep-latency", "--sleep-ms", "10000"])
+        .reference(&[]);
+    let marker = run.marker().clone();
+    let _sweep = support::MarkerSweep(marker.clone());
+    let mut harness = run.spawn();
+    wait_for_processes(&mut harness, &marker, 9, "sigkill");
+    // The servers started before the check are leaders; find them now.
+    let leaders: Vec<i32> = marked_processes(&marker)
+        .iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
+                .ok()
+                .and_then(|stat| {
+                    let fields: Vec<String> = stat
+                        .rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect();
+                    // Field 4 (ppid) is the 2nd after the command name.
+                    fields.get(1)?.parse::<u32>().ok()
+                })
+                == Some(harness.pid() as u32)
+        })
+        .map(|p| p.pid)
+        .collect();
+    assert!(!leaders.is_empty(), "no server is the harness's child");
+    harness.signal_group(Signal::SIGKILL);
+    let _ = harness.wait_timeout(Duration::from_secs(20));
+    let gone = poll_until(Duration::from_secs(10), || {
+        leaders
+            .iter()
+            .all(|pid| !marked_processes(&marker).iter().any(|p| p.pid == *pid))
+    });
+    assert!(gone, "a server outlived the SIGKILLed harness: {leaders:?}");
 }

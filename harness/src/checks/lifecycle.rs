@@ -166,25 +166,22 @@ fn sigterm(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
             request
         });
         let start = Instant::now();
-        if let Err(error) = server.signal_leader(Signal::SIGTERM) {
+        if let Err(error) = server.signal_server(Signal::SIGTERM) {
             return result.error(format!("could not send SIGTERM: {error}"));
         }
-        let exited = poll_until(SIGTERM_LIMIT, || server.exit_status().is_some());
+        let exited = poll_until(SIGTERM_LIMIT, || !server.is_alive());
         let elapsed = start.elapsed();
         // A server that stops well has reaped its children before it exits,
-        // so whatever of its process group is still alive now outlived it.
-        let pgid = server.pgid();
+        // so whatever of its tree is still alive now outlived it, whatever
+        // group or session it moved to (the tree is found by the tag every
+        // process of the server carries; see `tree`).
         let mut outlived: Vec<i32> = if exited {
-            procfs::group_members(pgid)
-                .into_iter()
-                .filter(|p| p.pid != pid && p.is_live())
-                .map(|p| p.pid)
-                .collect()
+            server.others_alive().iter().map(|p| p.pid).collect()
         } else {
             Vec::new()
         };
         // The process that was serving the request, if it was not the
-        // leader, must be gone too, whatever group it moved to.
+        // server, must be gone too, even if it cleared its environment.
         if let Some(child) = serving.as_ref().filter(|p| p.pid != pid) {
             let alive = procfs::stat(child.pid)
                 .is_ok_and(|now| now.start_time == child.start_time && now.is_live());

@@ -68,7 +68,7 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     }
     let mut sent = 0;
     for _ in 0..STORM {
-        if server.signal_leader(Signal::SIGCHLD).is_ok() {
+        if server.signal_server(Signal::SIGCHLD).is_ok() {
             sent += 1;
         }
         std::thread::sleep(Duration::from_micros(500));
@@ -96,7 +96,7 @@ fn eintr(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         });
         let mut busy_sent = 0;
         while busy_sent < STORM {
-            if server.signal_leader(Signal::SIGCHLD).is_ok() {
+            if server.signal_server(Signal::SIGCHLD).is_ok() {
                 busy_sent += 1;
             }
             // Spread the storm over the requests rather than firing it all

@@ -181,7 +181,12 @@ impl HumanReporter {
         writeln!(self.out, "{}", line.trim_end())
     }
 
-    fn run_finished(&mut self, totals: &Totals, wall: Duration) -> io::Result<()> {
+    fn run_finished(
+        &mut self,
+        totals: &Totals,
+        wall: Duration,
+        interrupted: Option<&str>,
+    ) -> io::Result<()> {
         let count = |n: usize, what: &str, style: &str| {
             let text = format!("{n} {what}");
             if n > 0 {
@@ -200,6 +205,12 @@ impl HumanReporter {
         if totals.errors > 0 {
             line.push_str(&format!(", {}", count(totals.errors, "errors", RED_BOLD)));
         }
+        if let Some(signal) = interrupted {
+            line.push_str(&format!(
+                ", {}",
+                self.paint(RED_BOLD, &format!("interrupted by {signal}"))
+            ));
+        }
         writeln!(self.out, "{line}  ({:.1} s)", wall.as_secs_f64())
     }
 }
@@ -209,7 +220,12 @@ impl Reporter for HumanReporter {
         match event {
             Event::RunStarted { target, planned } => self.run_started(target, *planned)?,
             Event::CheckFinished(result) => self.check_finished(result)?,
-            Event::RunFinished { totals, wall, .. } => self.run_finished(totals, *wall)?,
+            Event::RunFinished {
+                totals,
+                wall,
+                interrupted,
+                ..
+            } => self.run_finished(totals, *wall, *interrupted)?,
         }
         self.out.flush()
     }
@@ -327,6 +343,7 @@ mod tests {
                 totals,
                 wall: Duration::from_millis(4230),
                 strict: false,
+                interrupted: None,
             })
             .expect("writing to memory succeeds");
         assert_eq!(

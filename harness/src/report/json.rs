@@ -33,6 +33,9 @@ struct Document<'a> {
     totals: Totals,
     strict: bool,
     wall_ms: u64,
+    /// The stop signal that cut the run short, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted: Option<&'a str>,
 }
 
 /// Writes the whole run as one JSON document at [`Event::RunFinished`].
@@ -65,6 +68,7 @@ impl Reporter for JsonReporter {
                 totals,
                 wall,
                 strict,
+                interrupted,
             } => {
                 let document = Document {
                     target: self.target.as_ref(),
@@ -72,6 +76,7 @@ impl Reporter for JsonReporter {
                     totals: *totals,
                     strict: *strict,
                     wall_ms: duration_ms(*wall),
+                    interrupted: *interrupted,
                 };
                 serde_json::to_writer_pretty(&mut self.out, &document).map_err(io::Error::from)?;
                 writeln!(self.out)?;

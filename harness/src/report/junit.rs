@@ -287,6 +287,7 @@ mod tests {
                 totals: Default::default(),
                 wall: Duration::ZERO,
                 strict: false,
+                interrupted: None,
             })
             .expect_err("the directory does not exist");
         assert_eq!(err.kind(), io::ErrorKind::NotFound);

@@ -44,6 +44,9 @@ pub enum Event<'a> {
         wall: Duration,
         /// Whether `--strict` was in force.
         strict: bool,
+        /// The stop signal that cut the run short (`SIGINT`, ...): results
+        /// that had not finished are errors saying so.
+        interrupted: Option<&'a str>,
     },
 }
 
@@ -213,6 +216,7 @@ pub(crate) mod fixtures {
                 totals: Totals::tally(&results),
                 wall: Duration::from_millis(4230),
                 strict,
+                interrupted: None,
             })
             .expect("run finished");
     }
