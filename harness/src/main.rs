@@ -47,7 +47,7 @@ fn main() -> ExitCode {
 
 fn list_checks(list: ListArgs) -> ExitCode {
     let cases = match harness::cases::load_all(&list.cases) {
-        Ok(cases) => cases,
+        Ok(loaded) => warned(loaded),
         Err(error) => {
             eprintln!("harness: {error}");
             return ExitCode::from(exit::USAGE_OR_TARGET);
@@ -97,6 +97,14 @@ fn list_checks(list: ListArgs) -> ExitCode {
     ExitCode::from(exit::SUCCESS)
 }
 
+/// The cases loaded, once what was skipped loading them is on stderr.
+fn warned(loaded: harness::cases::Loaded) -> Vec<harness::cases::CaseFile> {
+    for warning in &loaded.warnings {
+        eprintln!("harness: warning: {warning}");
+    }
+    loaded.cases
+}
+
 /// Requirement sentences are wrapped in the source; print them on one line.
 fn squeeze(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -112,7 +120,7 @@ fn run_checks(run: RunArgs) -> ExitCode {
         Err(error) => return usage(error.to_string()),
     };
     let cases = match harness::cases::load_all(&run.cases) {
-        Ok(cases) => cases,
+        Ok(loaded) => warned(loaded),
         Err(error) => return usage(error.to_string()),
     };
     let (spec, command_label) = match target_spec(run.launch) {
