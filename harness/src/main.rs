@@ -152,6 +152,18 @@ fn run_checks(run: RunArgs) -> ExitCode {
         Ok(baseline) => baseline,
         Err(error) => return usage(error.to_string()),
     };
+    // The reports are written only when the run is over: a folder that is
+    // not there must cost no run, and lose no result.
+    for (flag, path) in [
+        ("--junit", &run.junit),
+        ("--write-baseline", &run.write_baseline),
+    ] {
+        if let Some(path) = path {
+            if let Err(error) = harness::files::check_output_file(path) {
+                return usage(format!("{flag} {}: {error}", path.display()));
+            }
+        }
+    }
 
     let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
     match run.format {
