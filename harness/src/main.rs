@@ -269,6 +269,12 @@ fn fuzz_server(args: FuzzArgs) -> ExitCode {
             return ExitCode::from(exit::USAGE_OR_TARGET);
         }
     };
+    // A failure is saved only once it is found: a folder that cannot take
+    // it must cost no fuzzing.
+    if let Err(error) = harness::files::check_output_folder(&args.save) {
+        eprintln!("harness: --save {}: {error}", args.save.display());
+        return ExitCode::from(exit::USAGE_OR_TARGET);
+    }
     let seed = args.seed.unwrap_or_else(|| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -319,15 +325,24 @@ fn fuzz_server(args: FuzzArgs) -> ExitCode {
                         "      seed:    {seed} (batch {}); replay with --seed {seed}",
                         failure.batch
                     );
-                    if let Some(path) = &failure.saved {
-                        let dir = path
-                            .parent()
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_default();
-                        println!(
-                            "      saved:   {} (replay: harness run --cases {dir})",
-                            path.display()
-                        );
+                    match &failure.saved {
+                        Some(Ok(path)) => {
+                            let dir = path
+                                .parent()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_default();
+                            println!(
+                                "      saved:   {} (replay: harness run --cases {dir})",
+                                path.display()
+                            );
+                        }
+                        // Still exit 1, as for any failure: the finding is
+                        // the server's, and the seed and bytes above replay
+                        // it; only the case file is missing.
+                        Some(Err(error)) => eprintln!(
+                            "harness: the failing input could not be saved as a case file: {error}"
+                        ),
+                        None => {}
                     }
                     println!("{summary}, 1 failure");
                     ExitCode::from(exit::CHECKS_FAILED)
