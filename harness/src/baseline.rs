@@ -6,18 +6,29 @@
 //! should leave the list), both fail the run and are named. Ids in the list
 //! that did not run (selection, sharding) are ignored. `--write-baseline
 //! FILE` records the ids that failed in this run.
+//!
+//! A baseline is read only if it is a regular file of at most
+//! [`MAX_BASELINE`] bytes: a FIFO would block the harness before the run,
+//! and `/dev/zero` would never end.
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::check::{CheckResult, Verdict};
+use crate::files::{self, ReadError};
+
+/// Most bytes a baseline file may hold: every id of a very large suite,
+/// many times over (ids are tens of bytes; the built-in suite has under 200).
+pub const MAX_BASELINE: u64 = 16 << 20;
 
 /// Why a baseline file could not be used.
 #[derive(Debug)]
 pub enum BaselineError {
-    /// The file could not be read or written.
-    Io {
+    /// The file is not a regular file, too large, or unreadable.
+    Read(ReadError),
+    /// The file could not be written.
+    Write {
         /// The file.
         path: PathBuf,
         /// The error.
@@ -35,7 +46,8 @@ pub enum BaselineError {
 impl fmt::Display for BaselineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BaselineError::Io { path, source } => {
+            BaselineError::Read(error) => write!(f, "baseline {error}"),
+            BaselineError::Write { path, source } => {
                 write!(f, "baseline {}: {source}", path.display())
             }
             BaselineError::Format { path, message } => {
@@ -53,10 +65,7 @@ impl std::error::Error for BaselineError {}
 
 /// Reads a baseline: a JSON array of id strings.
 pub fn read(path: &Path) -> Result<BTreeSet<String>, BaselineError> {
-    let text = std::fs::read_to_string(path).map_err(|source| BaselineError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let text = files::read_regular(path, MAX_BASELINE).map_err(BaselineError::Read)?;
     serde_json::from_str::<Vec<String>>(&text)
         .map(|ids| ids.into_iter().collect())
         .map_err(|e| BaselineError::Format {
@@ -69,7 +78,7 @@ pub fn read(path: &Path) -> Result<BTreeSet<String>, BaselineError> {
 pub fn write(path: &Path, ids: &BTreeSet<String>) -> Result<(), BaselineError> {
     let list: Vec<&String> = ids.iter().collect();
     let text = serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".into()) + "\n";
-    std::fs::write(path, text).map_err(|source| BaselineError::Io {
+    std::fs::write(path, text).map_err(|source| BaselineError::Write {
         path: path.into(),
         source,
     })
@@ -187,5 +196,27 @@ mod tests {
         assert!(read(&path).unwrap_err().to_string().contains("JSON list"));
         assert!(read(&dir.join("missing.json")).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[rstest::rstest]
+    #[case::endless_device("/dev/zero", "a character device, not a regular file")]
+    #[case::folder("/", "a folder, not a regular file")]
+    fn only_a_regular_file_is_read_as_a_baseline(#[case] path: &str, #[case] reason: &str) {
+        let error = read(Path::new(path)).unwrap_err();
+        assert_eq!(error.to_string(), format!("baseline {path}: {reason}"));
+    }
+
+    #[test]
+    fn a_baseline_past_the_size_limit_is_an_error_naming_it() {
+        let path =
+            std::env::temp_dir().join(format!("harness-baseline-big-{}", std::process::id()));
+        // Sparse: no disk is spent on it.
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(MAX_BASELINE + 1)
+            .unwrap();
+        let error = read(&path).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&path);
+        assert!(error.contains("larger than 16 MiB"), "{error}");
     }
 }

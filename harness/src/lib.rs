@@ -21,6 +21,8 @@
 //! - [`fuzz`]: `harness fuzz`, property-based request fuzzing with proptest.
 //! - [`check`]: verdicts, results and totals; [`select`]: `--only`/`--skip`.
 //! - [`baseline`]: known-failure lists (`--baseline`, `--write-baseline`).
+//! - [`files`]: the user's files checked before use: bounded reads of regular
+//!   files only, output paths writable before the run.
 //! - [`runner`]: runs the groups in parallel, each on a fresh server.
 //! - [`report`]: human, JSON and JUnit reporters over one event stream.
 
@@ -33,6 +35,7 @@ pub mod cli;
 pub mod client;
 pub mod death;
 pub mod exit;
+pub mod files;
 pub mod fuzz;
 pub mod habits;
 pub mod interrupt;

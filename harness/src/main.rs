@@ -58,7 +58,7 @@ fn dispatch(args: &[std::ffi::OsString]) -> ExitCode {
 
 fn list_checks(list: ListArgs) -> ExitCode {
     let cases = match harness::cases::load_all(&list.cases) {
-        Ok(cases) => cases,
+        Ok(loaded) => warned(loaded),
         Err(error) => {
             eprintln!("harness: {error}");
             return ExitCode::from(exit::USAGE_OR_TARGET);
@@ -108,6 +108,14 @@ fn list_checks(list: ListArgs) -> ExitCode {
     ExitCode::from(exit::SUCCESS)
 }
 
+/// The cases loaded, once what was skipped loading them is on stderr.
+fn warned(loaded: harness::cases::Loaded) -> Vec<harness::cases::CaseFile> {
+    for warning in &loaded.warnings {
+        eprintln!("harness: warning: {warning}");
+    }
+    loaded.cases
+}
+
 /// Requirement sentences are wrapped in the source; print them on one line.
 fn squeeze(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -123,7 +131,7 @@ fn run_checks(run: RunArgs) -> ExitCode {
         Err(error) => return usage(error.to_string()),
     };
     let cases = match harness::cases::load_all(&run.cases) {
-        Ok(cases) => cases,
+        Ok(loaded) => warned(loaded),
         Err(error) => return usage(error.to_string()),
     };
     let (spec, command_label) = match target_spec(run.launch) {
@@ -155,6 +163,18 @@ fn run_checks(run: RunArgs) -> ExitCode {
         Ok(baseline) => baseline,
         Err(error) => return usage(error.to_string()),
     };
+    // The reports are written only when the run is over: a folder that is
+    // not there must cost no run, and lose no result.
+    for (flag, path) in [
+        ("--junit", &run.junit),
+        ("--write-baseline", &run.write_baseline),
+    ] {
+        if let Some(path) = path {
+            if let Err(error) = harness::files::check_output_file(path) {
+                return usage(format!("{flag} {}: {error}", path.display()));
+            }
+        }
+    }
 
     let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
     match run.format {
@@ -260,6 +280,12 @@ fn fuzz_server(args: FuzzArgs) -> ExitCode {
             return ExitCode::from(exit::USAGE_OR_TARGET);
         }
     };
+    // A failure is saved only once it is found: a folder that cannot take
+    // it must cost no fuzzing.
+    if let Err(error) = harness::files::check_output_folder(&args.save) {
+        eprintln!("harness: --save {}: {error}", args.save.display());
+        return ExitCode::from(exit::USAGE_OR_TARGET);
+    }
     let seed = args.seed.unwrap_or_else(|| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -310,15 +336,24 @@ fn fuzz_server(args: FuzzArgs) -> ExitCode {
                         "      seed:    {seed} (batch {}); replay with --seed {seed}",
                         failure.batch
                     );
-                    if let Some(path) = &failure.saved {
-                        let dir = path
-                            .parent()
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_default();
-                        println!(
-                            "      saved:   {} (replay: harness run --cases {dir})",
-                            path.display()
-                        );
+                    match &failure.saved {
+                        Some(Ok(path)) => {
+                            let dir = path
+                                .parent()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_default();
+                            println!(
+                                "      saved:   {} (replay: harness run --cases {dir})",
+                                path.display()
+                            );
+                        }
+                        // Still exit 1, as for any failure: the finding is
+                        // the server's, and the seed and bytes above replay
+                        // it; only the case file is missing.
+                        Some(Err(error)) => eprintln!(
+                            "harness: the failing input could not be saved as a case file: {error}"
+                        ),
+                        None => {}
                     }
                     println!("{summary}, 1 failure");
                     ExitCode::from(exit::CHECKS_FAILED)

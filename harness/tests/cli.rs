@@ -585,3 +585,231 @@ fn colour_only_on_a_terminal_without_no_color(
         "escape bytes present should be {coloured}:\n{text:?}"
     );
 }
+
+/// A fresh folder in the temp dir, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("h5-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        TempDir(dir)
+    }
+
+    /// Writes `text` at `relative`, creating its folders; returns the path.
+    fn write(&self, relative: &str, text: &str) -> std::path::PathBuf {
+        let path = self.0.join(relative);
+        // Every relative path given here names a file inside the folder.
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Makes a FIFO at `relative`; returns the path.
+    fn fifo(&self, relative: &str) -> std::path::PathBuf {
+        let path = self.0.join(relative);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU)
+            .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A case any HTTP server passes: `GET /` answered.
+const PLAIN_GET_CASE: &str = r#"
+description = "a plain GET"
+requirement = "RFC 9110 §9.3.1: the GET method requests transfer of a current selected representation"
+send = ['GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n']
+[[expect.pass]]
+status = "2xx"
+"#;
+
+/// The `harness: warning: ` lines of a run's stderr.
+fn warnings(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("harness: warning: "))
+        .collect()
+}
+
+/// A `--cases` folder whose subfolder holds two links to `..`, and a FIFO
+/// named like a case: `list` and `run` load each case once, end, never open
+/// the FIFO (that would block forever), and say once each what they skipped.
+#[test]
+fn links_back_up_a_cases_folder_and_a_fifo_load_each_case_once_with_warnings() {
+    let dir = TempDir::new("cases-loops");
+    dir.write("a.toml", PLAIN_GET_CASE);
+    dir.write("sub/b.toml", PLAIN_GET_CASE);
+    std::os::unix::fs::symlink("..", dir.0.join("sub/up1")).unwrap();
+    std::os::unix::fs::symlink("..", dir.0.join("sub/up2")).unwrap();
+    let fifo = dir.fifo("x.toml");
+    let expected_warnings = [
+        format!(
+            "{} leads to the folder {}, already loaded; skipped",
+            dir.0.join("sub/up1").display(),
+            dir.0.display()
+        ),
+        format!(
+            "{} leads to the folder {}, already loaded; skipped",
+            dir.0.join("sub/up2").display(),
+            dir.0.display()
+        ),
+        format!(
+            "{} is a FIFO, not a regular file; skipped without opening it",
+            fifo.display()
+        ),
+    ];
+
+    let listed = HarnessRun::bare(["list", "--format", "json", "--cases"])
+        .args([&dir.0])
+        .run();
+    listed.assert_code(0);
+    let items: Vec<serde_json::Value> =
+        serde_json::from_slice(&listed.output.stdout).expect("list --format json is JSON");
+    let mine: Vec<&str> = items
+        .iter()
+        .filter_map(|item| item["id"].as_str())
+        .filter(|id| !id.starts_with("http/") && !id.starts_with("gateway/"))
+        .filter(|id| !ALL_IDS.contains(id))
+        .collect();
+    assert_eq!(mine, ["a", "sub/b"], "{}", listed.context());
+    assert_eq!(
+        warnings(&listed.stderr()),
+        expected_warnings,
+        "{}",
+        listed.context()
+    );
+
+    let ran = HarnessRun::run_cmd("cases-loops")
+        .args([
+            "--only", "a", "--only", "sub", "--format", "json", "--cases",
+        ])
+        .args([&dir.0])
+        .reference(&[])
+        .run();
+    ran.assert_code(0);
+    assert_eq!(ran.report().case_ids(), ["a", "sub/b"], "{}", ran.context());
+    assert_eq!(
+        warnings(&ran.stderr()),
+        expected_warnings,
+        "{}",
+        ran.context()
+    );
+}
+
+/// `--baseline` reads only a regular file: a FIFO would block the harness
+/// before the run, `/dev/zero` would never end, a folder is no list. Each is
+/// a usage error before anything runs.
+#[rstest]
+#[case::fifo("fifo", "a FIFO, not a regular file")]
+#[case::endless_device("/dev/zero", "a character device, not a regular file")]
+#[case::folder("folder", "a folder, not a regular file")]
+fn a_baseline_that_is_not_a_regular_file_is_a_usage_error_before_the_run(
+    #[case] what: &str,
+    #[case] reason: &str,
+) {
+    let dir = TempDir::new(&format!("baseline-{}", what.replace('/', "-")));
+    let path = match what {
+        "fifo" => dir.fifo("baseline.json"),
+        "folder" => dir.0.clone(),
+        device => std::path::PathBuf::from(device),
+    };
+    let outcome = HarnessRun::run_cmd("baseline-not-regular")
+        .args(["--only", "lifecycle/startup", "--baseline"])
+        .args([&path])
+        .reference(&[])
+        .run();
+    outcome
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains(format!(
+            "harness: baseline {}: {reason}",
+            path.display()
+        )));
+}
+
+/// The reports are written when the run is over; a path they cannot be
+/// written to is a usage error before the run (no check line on stdout),
+/// and nothing is created.
+#[rstest]
+#[case::junit_in_a_missing_root_folder(
+    "--junit",
+    "/nonexistent-dir/x.xml",
+    "the folder /nonexistent-dir does not exist"
+)]
+#[case::junit_in_a_missing_folder(
+    "--junit",
+    "missing/x.xml",
+    "the folder {dir}/missing does not exist"
+)]
+#[case::junit_at_a_folder("--junit", "existing", "{dir}/existing is a folder, not a file")]
+#[case::baseline_in_a_missing_folder(
+    "--write-baseline",
+    "missing/b.json",
+    "the folder {dir}/missing does not exist"
+)]
+#[case::baseline_under_a_file(
+    "--write-baseline",
+    "plain/b.json",
+    "{dir}/plain is a regular file, not a folder"
+)]
+fn an_output_path_that_cannot_be_written_is_a_usage_error_before_the_run(
+    #[case] flag: &str,
+    #[case] relative: &str,
+    #[case] reason: &str,
+) {
+    // One folder per case: rstest cases run in parallel.
+    let name: String = format!("output{flag}-{relative}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let dir = TempDir::new(&name);
+    std::fs::create_dir(dir.0.join("existing")).unwrap();
+    dir.write("plain", "");
+    // An absolute `relative` replaces the folder (Path::join).
+    let path = dir.0.join(relative);
+    let outcome = HarnessRun::run_cmd("output-unwritable")
+        .args(["--only", "lifecycle/startup", flag])
+        .args([&path])
+        .reference(&[])
+        .run();
+    let reason = reason.replace("{dir}", &dir.0.display().to_string());
+    outcome
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains(format!(
+            "harness: {flag} {}: {reason}",
+            path.display()
+        )));
+    assert!(!dir.0.join("missing").exists(), "nothing is created");
+}
+
+/// `fuzz --save` into a folder that cannot be made (a path below a regular
+/// file) is a usage error before any fuzzing, naming the file in the way.
+#[test]
+fn fuzz_save_below_a_regular_file_is_a_usage_error_before_fuzzing() {
+    let dir = TempDir::new("fuzz-save");
+    let file = dir.write("plain", "");
+    let save = file.join("regressions");
+    let outcome = HarnessRun::fuzz_cmd("fuzz-save-unwritable")
+        .args(["--cases", "10", "--time", "2s", "--save"])
+        .args([&save])
+        .run();
+    outcome
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains(format!(
+            "harness: --save {}: {} is a regular file, not a folder",
+            save.display(),
+            file.display()
+        )));
+}

@@ -19,8 +19,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use std::os::unix::fs::MetadataExt;
+
 use serde::Deserialize;
 
+use crate::files::{self, ReadError};
 use crate::probe::Route;
 use preset::WarnPreset;
 
@@ -30,6 +33,15 @@ include!(concat!(env!("OUT_DIR"), "/builtin_cases.rs"));
 pub const MAX_SEND: usize = 1 << 20;
 /// Most milliseconds the pauses between a case's chunks may add up to.
 pub const MAX_PAUSES_MS: u64 = 3000;
+/// Most bytes a case file may hold: room for [`MAX_SEND`] written entirely
+/// in `\xNN` escapes (four characters a byte) and 1 MiB for the rest, so no
+/// case the format allows is refused for its size, and no file (or
+/// `/dev/zero` behind a link) is read without end.
+pub const MAX_CASE_FILE: u64 = 4 * MAX_SEND as u64 + (1 << 20);
+/// Most folder levels below a `--cases` folder. Loops cannot make a walk
+/// deep (each folder is entered once), so only a real tree this deep, or a
+/// chain of links to ever new folders, reaches it.
+pub const MAX_DEPTH: usize = 32;
 
 /// Whether a case checks a MUST or a SHOULD.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -298,6 +310,20 @@ pub enum CaseError {
         /// What is wrong.
         message: String,
     },
+    /// A case file is not a regular file, too large, or unreadable.
+    File(ReadError),
+    /// A path given as a folder of cases is something else.
+    NotAFolder {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead (`a regular file`, `a FIFO`, ...).
+        kind: &'static str,
+    },
+    /// Folders nest deeper than [`MAX_DEPTH`] below the folder given.
+    TooDeep {
+        /// The first folder too deep.
+        path: PathBuf,
+    },
     /// Two files give the same id.
     DuplicateId {
         /// The id.
@@ -314,6 +340,19 @@ impl fmt::Display for CaseError {
         match self {
             CaseError::Read { path, source } => write!(f, "reading {}: {source}", path.display()),
             CaseError::Format { origin, message } => write!(f, "{origin}: {message}"),
+            CaseError::File(error) => write!(f, "case file {error}"),
+            CaseError::NotAFolder { path, kind } => {
+                write!(
+                    f,
+                    "{} is {kind}, not a folder of case files",
+                    path.display()
+                )
+            }
+            CaseError::TooDeep { path } => write!(
+                f,
+                "{}: more than {MAX_DEPTH} folder levels below the cases folder",
+                path.display()
+            ),
             CaseError::DuplicateId { id, first, second } => {
                 write!(f, "case id {id} is given by both {first} and {second}")
             }
@@ -587,38 +626,108 @@ pub fn builtin() -> Result<Vec<CaseFile>, CaseError> {
         .collect()
 }
 
-/// The cases in a folder of the user's, ids relative to it.
-pub fn load_dir(root: &Path) -> Result<Vec<CaseFile>, CaseError> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CaseError> {
-        let entries = std::fs::read_dir(dir).map_err(|source| CaseError::Read {
+/// Cases loaded from files, and what the user should hear about loading them.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The cases, built-in ones first, then each folder's sorted by path.
+    pub cases: Vec<CaseFile>,
+    /// What was skipped and why, one sentence each, to be shown as warnings.
+    pub warnings: Vec<String>,
+}
+
+/// The walk of one folder of cases: what it found, and where it has been.
+#[derive(Default)]
+struct Walk {
+    /// Folders entered, by (device, inode), with the path each was first
+    /// entered by. A link to one of them again is a loop (`up -> ..`), or a
+    /// second way to the same cases, which would load them twice under two
+    /// ids; either way it is skipped.
+    visited: BTreeMap<(u64, u64), PathBuf>,
+    /// The case files found.
+    files: Vec<PathBuf>,
+    /// What was skipped and why.
+    warnings: Vec<String>,
+}
+
+impl Walk {
+    /// Walks `dir`, which is `depth` levels below the root and already visited.
+    fn walk(&mut self, dir: &Path, depth: usize) -> Result<(), CaseError> {
+        let read_error = |source| CaseError::Read {
             path: dir.to_path_buf(),
             source,
-        })?;
-        for entry in entries {
-            let path = entry
-                .map_err(|source| CaseError::Read {
-                    path: dir.to_path_buf(),
-                    source,
-                })?
-                .path();
-            if path.is_dir() {
-                walk(&path, out)?;
-            } else if path.extension().is_some_and(|e| e == "toml") {
-                out.push(path);
+        };
+        let mut paths = std::fs::read_dir(dir)
+            .map_err(read_error)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(read_error)?;
+        // Sorted, so that which of two ways to a folder comes first, and so
+        // its cases' ids, do not depend on the order the file system lists.
+        paths.sort();
+        for path in paths {
+            let is_case = path.extension().is_some_and(|e| e == "toml");
+            // Links followed: a link to a folder is walked, a link to a case
+            // file loaded.
+            let meta = match std::fs::metadata(&path) {
+                Ok(meta) => meta,
+                Err(source) if is_case => return Err(CaseError::Read { path, source }),
+                // A dangling or looping link that names no case: not ours.
+                Err(_) => continue,
+            };
+            if meta.is_dir() {
+                if let Some(first) = self.visited.get(&(meta.dev(), meta.ino())) {
+                    self.warnings.push(format!(
+                        "{} leads to the folder {}, already loaded; skipped",
+                        path.display(),
+                        first.display()
+                    ));
+                    continue;
+                }
+                if depth >= MAX_DEPTH {
+                    return Err(CaseError::TooDeep { path });
+                }
+                self.visited.insert((meta.dev(), meta.ino()), path.clone());
+                self.walk(&path, depth + 1)?;
+            } else if is_case && meta.is_file() {
+                self.files.push(path);
+            } else if is_case {
+                // Opening a FIFO waits for a writer that never comes, and a
+                // device may never end: never opened, only named.
+                self.warnings.push(format!(
+                    "{} is {}, not a regular file; skipped without opening it",
+                    path.display(),
+                    files::kind(meta.file_type())
+                ));
             }
         }
         Ok(())
     }
-    let mut files = Vec::new();
-    walk(root, &mut files)?;
-    files.sort();
-    files
+}
+
+/// The cases in a folder of the user's, ids relative to it, with warnings
+/// for what was skipped: links to a folder already walked, and files named
+/// `*.toml` that are not regular files.
+pub fn load_dir(root: &Path) -> Result<Loaded, CaseError> {
+    let meta = std::fs::metadata(root).map_err(|source| CaseError::Read {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(CaseError::NotAFolder {
+            path: root.to_path_buf(),
+            kind: files::kind(meta.file_type()),
+        });
+    }
+    let mut walk = Walk::default();
+    walk.visited
+        .insert((meta.dev(), meta.ino()), root.to_path_buf());
+    walk.walk(root, 0)?;
+    walk.files.sort();
+    let cases = walk
+        .files
         .iter()
         .map(|path| {
-            let text = std::fs::read_to_string(path).map_err(|source| CaseError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            let text = files::read_regular(path, MAX_CASE_FILE).map_err(CaseError::File)?;
             let relative = path
                 .strip_prefix(root)
                 .unwrap_or(path)
@@ -626,17 +735,26 @@ pub fn load_dir(root: &Path) -> Result<Vec<CaseFile>, CaseError> {
                 .replace('\\', "/");
             parse_case(&id_of(&relative), &path.display().to_string(), &text)
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Loaded {
+        cases,
+        warnings: walk.warnings,
+    })
 }
 
 /// Built-in cases plus the user's folders, with ids checked for uniqueness.
-pub fn load_all(extra: &[PathBuf]) -> Result<Vec<CaseFile>, CaseError> {
-    let mut all = builtin()?;
+pub fn load_all(extra: &[PathBuf]) -> Result<Loaded, CaseError> {
+    let mut all = Loaded {
+        cases: builtin()?,
+        warnings: Vec::new(),
+    };
     for dir in extra {
-        all.extend(load_dir(dir)?);
+        let loaded = load_dir(dir)?;
+        all.cases.extend(loaded.cases);
+        all.warnings.extend(loaded.warnings);
     }
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-    for case in &all {
+    for case in &all.cases {
         if let Some(first) = seen.insert(&case.id, &case.origin) {
             return Err(CaseError::DuplicateId {
                 id: case.id.clone(),
@@ -746,7 +864,7 @@ status = 200
 
     #[test]
     fn every_builtin_case_loads_and_ids_are_unique() {
-        let cases = load_all(&[]).unwrap();
+        let cases = load_all(&[]).unwrap().cases;
         let mut ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
         ids.sort();
         ids.dedup();
@@ -804,6 +922,156 @@ connection = "closed"
         assert_eq!(
             error,
             "file.toml: unknown warn_preset \"lenient\"; the known presets are \"rejection\""
+        );
+    }
+
+    /// A fresh folder in the temp dir, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir =
+                std::env::temp_dir().join(format!("harness-cases-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        /// Writes the minimal case at `relative`, creating its folders.
+        fn case(&self, relative: &str) -> PathBuf {
+            let path = self.0.join(relative);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, MINIMAL).unwrap();
+            path
+        }
+
+        fn link(&self, relative: &str, target: &str) {
+            std::os::unix::fs::symlink(target, self.0.join(relative)).unwrap();
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn ids(loaded: &Loaded) -> Vec<&str> {
+        loaded.cases.iter().map(|c| c.id.as_str()).collect()
+    }
+
+    #[test]
+    fn links_back_up_the_tree_load_each_case_once_and_the_walk_ends() {
+        let root = Scratch::new("loops");
+        let outside = Scratch::new("loops-outside");
+        root.case("a.toml");
+        root.case("sub/b.toml");
+        root.link("sub/up1", "..");
+        root.link("sub/up2", "..");
+        root.link("self", ".");
+        // A link to a folder outside the tree is a folder like any other.
+        outside.case("c.toml");
+        root.link("ext", outside.0.to_str().unwrap());
+        let loaded = load_dir(&root.0).unwrap();
+        assert_eq!(ids(&loaded), ["a", "ext/c", "sub/b"]);
+        assert_eq!(loaded.warnings.len(), 3, "{:#?}", loaded.warnings);
+        for (warning, link) in loaded.warnings.iter().zip(["self", "sub/up1", "sub/up2"]) {
+            assert_eq!(
+                *warning,
+                format!(
+                    "{} leads to the folder {}, already loaded; skipped",
+                    root.0.join(link).display(),
+                    root.0.display()
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_fifo_named_like_a_case_is_skipped_with_a_warning_never_opened() {
+        let root = Scratch::new("fifo");
+        root.case("a.toml");
+        let fifo = root.0.join("x.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        // No writer ever comes: opening it would block this test forever.
+        let loaded = load_dir(&root.0).unwrap();
+        assert_eq!(ids(&loaded), ["a"]);
+        assert_eq!(
+            loaded.warnings,
+            [format!(
+                "{} is a FIFO, not a regular file; skipped without opening it",
+                fifo.display()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_link_to_an_endless_device_named_like_a_case_is_skipped() {
+        let root = Scratch::new("zero");
+        root.link("zero.toml", "/dev/zero");
+        let loaded = load_dir(&root.0).unwrap();
+        assert!(loaded.cases.is_empty());
+        assert!(
+            loaded.warnings[0].contains("zero.toml is a character device"),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+
+    #[rstest]
+    #[case::regular_file("file", "a regular file")]
+    #[case::fifo("fifo", "a FIFO")]
+    #[case::device("/dev/null", "a character device")]
+    fn a_cases_path_that_is_not_a_folder_is_a_clear_error(#[case] what: &str, #[case] kind: &str) {
+        let scratch = Scratch::new(&format!("not-a-folder-{what}").replace('/', "-"));
+        let path = match what {
+            "file" => scratch.case("one.toml"),
+            "fifo" => {
+                let path = scratch.0.join("pipe");
+                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+                path
+            }
+            device => PathBuf::from(device),
+        };
+        let error = load_dir(&path).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("{} is {kind}, not a folder of case files", path.display())
+        );
+    }
+
+    #[test]
+    fn folders_nest_at_most_the_depth_limit() {
+        let root = Scratch::new("deep");
+        let deepest = vec!["d"; MAX_DEPTH].join("/");
+        root.case(&format!("{deepest}/ok.toml"));
+        let loaded = load_dir(&root.0).unwrap();
+        assert_eq!(ids(&loaded), [format!("{deepest}/ok")]);
+        root.case(&format!("{deepest}/d/too-deep.toml"));
+        let error = load_dir(&root.0).unwrap_err();
+        assert!(matches!(error, CaseError::TooDeep { .. }), "{error}");
+        assert!(
+            error.to_string().contains("more than 32 folder levels"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_case_file_past_the_size_limit_is_an_error_naming_it_and_the_limit() {
+        let root = Scratch::new("huge");
+        let path = root.0.join("huge.toml");
+        // Sparse: no disk is spent on it.
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(MAX_CASE_FILE + 1)
+            .unwrap();
+        let error = load_dir(&root.0).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "case file {}: larger than 5 MiB (the most the harness reads)",
+                path.display()
+            )
         );
     }
 

@@ -21,6 +21,7 @@
 pub mod model;
 pub mod mutate;
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io::IsTerminal;
 use std::net::Shutdown;
@@ -122,8 +123,9 @@ pub struct Failure {
     pub reason: String,
     /// The minimal input, if the failure is about one input.
     pub input: Option<Input>,
-    /// Where it was saved as a case file.
-    pub saved: Option<PathBuf>,
+    /// Where the input was saved as a case file, or why it could not be;
+    /// `None` when the failure is about no one input.
+    pub saved: Option<Result<PathBuf, SaveError>>,
     /// The batch (of the seed) in which it was found.
     pub batch: u64,
 }
@@ -131,7 +133,8 @@ pub struct Failure {
 /// What a fuzz run did.
 #[derive(Debug)]
 pub struct FuzzOutcome {
-    /// Cases run (shrinking steps not counted).
+    /// Inputs sent to the server (shrinking steps not counted, nor the rest
+    /// of a batch that the time budget left unrun).
     pub cases: u64,
     /// Requests sent.
     pub requests: u64,
@@ -157,6 +160,39 @@ impl fmt::Display for FuzzError {
 }
 
 impl std::error::Error for FuzzError {}
+
+/// Why a failing input could not be saved as a case file. The failure is
+/// still the finding: its seed and bytes are printed either way.
+#[derive(Debug)]
+pub enum SaveError {
+    /// The folder could not be created.
+    CreateFolder {
+        /// The folder.
+        folder: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The case file could not be written.
+    Write {
+        /// The case file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for SaveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SaveError::CreateFolder { folder, source } => {
+                write!(f, "creating the folder {}: {source}", folder.display())
+            }
+            SaveError::Write { path, source } => write!(f, "writing {}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for SaveError {}
 
 /// The server under fuzz and a keep-alive connection to it.
 struct Target<'a> {
@@ -442,15 +478,61 @@ fn escape_basic(text: &str) -> String {
 }
 
 /// Writes the case file for a failure; returns its path.
-fn save(dir: &Path, input: &Input, reason: &str, seed: u64) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
+fn save(dir: &Path, input: &Input, reason: &str, seed: u64) -> Result<PathBuf, SaveError> {
+    std::fs::create_dir_all(dir).map_err(|source| SaveError::CreateFolder {
+        folder: dir.to_path_buf(),
+        source,
+    })?;
     let bytes = input.bytes();
     let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     });
     let path = dir.join(format!("fuzz-{hash:016x}.toml"));
-    std::fs::write(&path, case_file(input, reason, seed))?;
+    std::fs::write(&path, case_file(input, reason, seed)).map_err(|source| SaveError::Write {
+        path: path.clone(),
+        source,
+    })?;
     Ok(path)
+}
+
+/// What one batch did.
+struct BatchRun {
+    /// Inputs generated and sent to the server: neither those accepted
+    /// unrun past the time budget nor the shrinking steps of a failure.
+    ran: u64,
+    /// Proptest's verdict: the failure, shrunk, if there was one.
+    result: Result<(), TestError<Input>>,
+}
+
+/// Runs one batch of generated inputs through `check`, which is also told
+/// how many inputs of the batch have run (this one included; shrinking steps
+/// leave it unchanged). Proptest cannot stop a batch early, so once
+/// `out_of_time` says so, each remaining input is accepted without being
+/// run; only the inputs run are counted.
+fn run_batch(
+    runner: &mut TestRunner,
+    out_of_time: impl Fn() -> bool,
+    check: impl Fn(&Input, u64) -> Result<(), String>,
+) -> BatchRun {
+    let ran = Cell::new(0u64);
+    // Proptest runs the inputs one after another and shrinks after the first
+    // failure, so every call after it is a shrinking step.
+    let failed = Cell::new(false);
+    let result = runner.run(&input(), |input| {
+        if out_of_time() {
+            return Ok(());
+        }
+        if !failed.get() {
+            ran.set(ran.get() + 1);
+        }
+        let verdict = check(&input, ran.get());
+        failed.set(failed.get() || verdict.is_err());
+        verdict.map_err(TestCaseError::fail)
+    });
+    BatchRun {
+        ran: ran.get(),
+        result,
+    }
 }
 
 /// The RNG of one batch: the same seed and batch give the same inputs.
@@ -543,33 +625,33 @@ pub fn fuzz(config: &FuzzConfig) -> Result<FuzzOutcome, FuzzError> {
             ..Config::default()
         };
         let mut runner = TestRunner::new_with_rng(runner_config, batch_rng(config.seed, batch));
-        let target_cell = std::cell::RefCell::new(&mut target);
-        let progress_cell = std::cell::RefCell::new(&mut progress);
-        let counter = std::cell::Cell::new(0u64);
+        let target_cell = RefCell::new(&mut target);
+        let progress_cell = RefCell::new(&mut progress);
+        let calls = Cell::new(0u64);
         let deadline = started + config.time;
-        let result = runner.run(&input(), |input| {
-            counter.set(counter.get() + 1);
-            // Past the time budget, accept the rest of the batch unrun.
-            if Instant::now() > deadline {
-                return Ok(());
-            }
-            let mut target = target_cell.borrow_mut();
-            let verdict = target.check(&input);
-            if counter.get() % 16 == 0 {
-                progress_cell.borrow_mut().update(
-                    done + counter.get().min(size),
-                    target.requests,
-                    0,
-                );
-            }
-            verdict.map_err(TestCaseError::fail)
-        });
-        done += size;
-        match result {
+        let batch_run = run_batch(
+            &mut runner,
+            || Instant::now() > deadline,
+            |input, ran| {
+                calls.set(calls.get() + 1);
+                let mut target = target_cell.borrow_mut();
+                let verdict = target.check(input);
+                // Shown as the summary will count them: shrinking adds
+                // requests, not cases.
+                if calls.get() % 16 == 0 {
+                    progress_cell
+                        .borrow_mut()
+                        .update(done + ran, target.requests, 0);
+                }
+                verdict
+            },
+        );
+        done += batch_run.ran;
+        match batch_run.result {
             Ok(()) => {}
             Err(TestError::Fail(reason, input)) => {
                 let reason = reason.to_string();
-                let saved = save(&config.save_dir, &input, &reason, config.seed).ok();
+                let saved = Some(save(&config.save_dir, &input, &reason, config.seed));
                 failure = Some(Failure {
                     reason,
                     input: Some(input),
@@ -668,6 +750,75 @@ mod tests {
                 assert_eq!(case.pass[0].echo["REQUEST_METHOD"], pipeline[0].method);
             }
         }
+    }
+
+    fn runner(cases: u32) -> TestRunner {
+        let config = Config {
+            cases,
+            failure_persistence: None,
+            max_shrink_iters: 64,
+            ..Config::default()
+        };
+        TestRunner::new_with_rng(config, batch_rng(5, 0))
+    }
+
+    #[test]
+    fn inputs_accepted_unrun_past_the_time_budget_are_not_counted() {
+        let looks = Cell::new(0u64);
+        let checked = Cell::new(0u64);
+        let batch = run_batch(
+            &mut runner(50),
+            || {
+                looks.set(looks.get() + 1);
+                looks.get() > 10
+            },
+            |_, ran| {
+                checked.set(checked.get() + 1);
+                assert!(ran <= checked.get());
+                Ok(())
+            },
+        );
+        assert!(batch.result.is_ok());
+        assert_eq!(checked.get(), 10);
+        assert_eq!(batch.ran, 10, "a batch of 50 of which 10 ran counts 10");
+    }
+
+    #[test]
+    fn a_failure_counts_the_inputs_run_up_to_it_not_its_shrinking_steps() {
+        let checked = Cell::new(0u64);
+        let batch = run_batch(
+            &mut runner(50),
+            || false,
+            |_, ran| {
+                checked.set(checked.get() + 1);
+                assert!(ran <= checked.get());
+                // The fifth input fails, and so does every shrinking step.
+                if checked.get() >= 5 {
+                    Err("found".into())
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert!(matches!(batch.result, Err(TestError::Fail(..))));
+        assert!(checked.get() > 5, "the failure was shrunk");
+        assert_eq!(batch.ran, 5);
+    }
+
+    #[test]
+    fn a_save_that_fails_says_where_and_why() {
+        let file = std::env::temp_dir().join(format!("harness-fuzz-save-{}", std::process::id()));
+        std::fs::write(&file, "").unwrap();
+        let input = input().new_tree(&mut runner(1)).unwrap().current();
+        let error = save(&file.join("x"), &input, "reason", 1).unwrap_err();
+        let _ = std::fs::remove_file(&file);
+        assert!(matches!(error, SaveError::CreateFolder { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!("creating the folder {}/x: ", file.display()))
+                && message.contains("Not a directory"),
+            "{message}"
+        );
     }
 
     #[test]

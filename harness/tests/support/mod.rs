@@ -380,6 +380,16 @@ impl HarnessRun {
         run
     }
 
+    /// `harness fuzz --env HARNESS_TEST_MARKER=<fresh>`, the same for
+    /// `harness fuzz`; without a server it fuzzes the built-in one.
+    pub fn fuzz_cmd(label: &str) -> HarnessRun {
+        let marker = Marker::new(label);
+        let mut run = HarnessRun::bare(["fuzz", "--env"]);
+        run.args.push(marker.env_arg().into());
+        run.marker = marker;
+        run
+    }
+
     /// Appends harness arguments.
     pub fn args<I, S>(mut self, args: I) -> HarnessRun
     where
