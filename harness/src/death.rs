@@ -47,7 +47,10 @@ impl Death {
         for line in &self.stderr {
             result = result.evidence(format!("stderr: {line}"));
         }
-        if let Some(hint) = self.cause_hint() {
+        // A check that diagnosed the death itself (its summary says so)
+        // keeps its own hint, which speaks to what it did to the server.
+        let diagnosed = result.summary.contains("server exited");
+        if let Some(hint) = self.cause_hint().filter(|_| !diagnosed) {
             result.hint = hint.to_string();
         }
         match result.verdict {

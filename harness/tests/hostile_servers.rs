@@ -256,12 +256,21 @@ fn a_group_whose_server_stops_answering_is_cut_short() {
 
 /// Readiness sends nothing and opens no connection: the tutorial's WSGI
 /// server, which exits on an empty read, is not killed by it, and its first
-/// request is answered.
+/// request is answered. The death is reported once, by the one check that
+/// sends a client that connects and closes without a byte
+/// (`concurrency/slow-client`), with the traceback; no other process check
+/// is blamed for it.
 #[test]
-fn readiness_does_not_kill_a_server_that_dies_on_an_empty_connection() {
+fn a_server_that_dies_on_an_empty_connection_is_reported_once_by_the_check_that_sends_one() {
     let report = run(
         "empty-read",
-        &["lifecycle/startup"],
+        &[
+            "lifecycle/*",
+            "process/*",
+            "fds/*",
+            "signals/*",
+            "concurrency/*",
+        ],
         fixture("tutorial_wsgi_empty_read.py"),
     );
     assert_eq!(report.verdict("lifecycle/startup"), Verdict::Pass);
@@ -269,6 +278,30 @@ fn readiness_does_not_kill_a_server_that_dies_on_an_empty_connection() {
         !has_habit(&report, "did not answer") && !has_habit(&report, "exited after"),
         "{:?}",
         report.target.habits
+    );
+    let slow = report.check("concurrency/slow-client");
+    assert_eq!(
+        slow.verdict,
+        Verdict::Fail,
+        "{}",
+        report.describe("concurrency/slow-client")
+    );
+    assert!(
+        slow.summary.contains("closed without sending anything")
+            && slow.evidence.iter().any(|e| e.contains("IndexError")),
+        "{}",
+        report.describe("concurrency/slow-client")
+    );
+    let blamed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.id != "concurrency/slow-client" && c.summary.contains("server exited"))
+        .map(|c| c.id.as_str())
+        .collect();
+    assert!(
+        blamed.is_empty(),
+        "also blamed: {blamed:?}\n{}",
+        report.overview()
     );
 }
 

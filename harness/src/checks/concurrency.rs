@@ -31,7 +31,8 @@ pub const CHECKS: &[CheckDef] = &[
     CheckDef {
         id: "concurrency/slow-client",
         requirement: "A client that connects and sends nothing, or sends half a request, and stalls does not \
-                      delay other clients: another client's GET / is answered within 1 s.",
+                      delay other clients: another client's GET / is answered within 1 s. A client that \
+                      connects and closes without sending anything does not end the server.",
         hint: "Never read a client's request in the accept loop itself: fork or hand off first, so that one \
                stalled client blocks only its own process or thread.",
         needs: &[],
@@ -196,6 +197,22 @@ fn slow_client(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
             }
         }
     }
+    // A client that connects and closes without a byte (a port scanner, a
+    // load balancer's health check, a browser's speculative connection):
+    // a server that takes its one recv() for a request and indexes its
+    // first line dies here. This is the one check that sends such a
+    // client, so the finding is reported once, here.
+    if let Some(death) = empty_connection_ends(ctx, addr) {
+        result.hint = EMPTY_READ_HINT.to_string();
+        if stalled.is_empty() {
+            return result.fail(death);
+        }
+        return result.fail(format!(
+            "{death}; before that, GET / was not answered within {} ms while a {} client stalled",
+            limit.as_millis(),
+            stalled.join(" or a ")
+        ));
+    }
     if stalled.is_empty() {
         result.pass("GET / answered while a silent client and a half-request client stalled")
     } else {
@@ -205,6 +222,31 @@ fn slow_client(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
             stalled.join(" or a ")
         ))
     }
+}
+
+/// How long a server may take to die of an empty connection.
+const EMPTY_WATCH: Duration = Duration::from_millis(500);
+
+const EMPTY_READ_HINT: &str = "A read that returns 0 bytes means the client closed its side: close the \
+     connection and go back to accept. Never index the request (request.splitlines()[0]) before checking \
+     that something arrived, and keep one bad connection from ending the accept loop (catch per-connection \
+     errors).";
+
+/// Connects, closes at once without sending anything, and watches the
+/// server: the summary of the failure if it exited.
+fn empty_connection_ends(ctx: &mut Ctx<'_>, addr: std::net::SocketAddr) -> Option<String> {
+    let connected = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    drop(connected);
+    let server = ctx.server_if_running()?;
+    if !super::poll_until(EMPTY_WATCH, || !server.is_alive()) {
+        return None;
+    }
+    // Taken by the runner, which adds the status and stderr as evidence.
+    let death = ctx.died()?;
+    Some(format!(
+        "server exited ({}) when a client connected and closed without sending anything",
+        death.status
+    ))
 }
 
 /// Connections opened together by the burst check.
