@@ -72,7 +72,7 @@ pub struct LaunchArgs {
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
 
-    /// How long the server may take to accept its first connection.
+    /// How long the server may take to listen on its port.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub startup_timeout: Duration,
 

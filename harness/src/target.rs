@@ -81,7 +81,7 @@ pub struct TargetSpec {
     pub host: String,
     /// Which port to use.
     pub port: PortChoice,
-    /// How long the server may take to accept its first connection.
+    /// How long the server may take to listen on its port.
     pub startup_timeout: Duration,
     /// Teardown: time between `SIGTERM` and `SIGKILL`.
     pub grace: Duration,

@@ -22,8 +22,8 @@ use crate::timed;
 pub const CHECKS: &[CheckDef] = &[
     CheckDef {
         id: "lifecycle/startup",
-        requirement: "The server starts and accepts a TCP connection within the startup timeout; the time it \
-                      takes is reported.",
+        requirement: "The server starts and a process of it listens on the port within the startup \
+                      timeout; the time it takes is reported.",
         hint: "Bind and listen before any slow initialisation, print nothing that needs input, and exit non-zero \
                with a message on stderr when the address cannot be used.",
         needs: &[],
@@ -57,7 +57,7 @@ fn startup(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
             let ms = server.startup_time().as_millis() as u64;
             result
                 .figure("startup_ms", ms)
-                .pass(format!("accepting connections after {ms} ms"))
+                .pass(format!("listening after {ms} ms"))
         }
         Err(error) => {
             let mut result = result.figure(
