@@ -276,11 +276,21 @@ fn closure(all: Vec<ProcStat>, mut seeds: HashSet<i32>) -> Vec<ProcStat> {
 pub fn members(tag: &str, leader: i32) -> Vec<ProcStat> {
     let all = procfs::all_processes();
     let me = harness_pid();
+    // A process carrying the tag was started after the leader: only those
+    // need their environment read (the leader is ours until teardown, so
+    // its start time is there; if not, every process is read).
+    let since = all
+        .iter()
+        .find(|p| p.pid == leader)
+        .map_or(0, |p| p.start_time);
     let seeds: HashSet<i32> = all
         .iter()
         .filter(|p| p.pid != me)
         .filter(|p| {
-            p.pid == leader || (p.is_live() && tag_of(p.pid).as_deref() == Some(tag.as_bytes()))
+            p.pid == leader
+                || (p.is_live()
+                    && p.start_time >= since
+                    && tag_of(p.pid).as_deref() == Some(tag.as_bytes()))
         })
         .map(|p| p.pid)
         .collect();
@@ -301,12 +311,16 @@ fn run_members() -> Vec<ProcStat> {
         .collect();
     let all = procfs::all_processes();
     let me = harness_pid();
+    // Only processes started after the harness can carry its tags.
+    let since = all.iter().find(|p| p.pid == me).map_or(0, |p| p.start_time);
     let seeds: HashSet<i32> = all
         .iter()
         .filter(|p| p.pid != me)
         .filter(|p| {
             registered.contains(&p.pid)
-                || (p.is_live() && tag_of(p.pid).is_some_and(|t| t.starts_with(prefix.as_bytes())))
+                || (p.is_live()
+                    && p.start_time >= since
+                    && tag_of(p.pid).is_some_and(|t| t.starts_with(prefix.as_bytes())))
         })
         .map(|p| p.pid)
         .collect();
