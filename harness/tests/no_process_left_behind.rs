@@ -342,3 +342,62 @@ fn a_sigkilled_harness_takes_its_server_down_by_the_parent_death_signal() {
     });
     assert!(gone, "a server outlived the SIGKILLed harness: {leaders:?}");
 }
+
+/// A server left from an earlier run still listens on the `--port` asked
+/// for: the run is an error (exit 2) before the new server starts, naming
+/// the stale server's pid; the stale server is not judged, and the run
+/// leaves nothing of its own behind.
+#[test]
+fn a_stale_server_on_the_fixed_port_is_named_and_nothing_is_judged() {
+    support::require_python3();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let stale_marker = Marker::new("stale");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join("tutorial_iterative.py");
+    let (key, value) = stale_marker
+        .env_arg()
+        .split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .expect("K=V");
+    let mut command = std::process::Command::new("python3");
+    command
+        .arg(&fixture)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env(key, value);
+    let _stale_sweep = support::MarkerSweep(stale_marker.clone());
+    let stale = GroupChild::spawn(&mut command, true);
+    let listening = poll_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(listening, "the stale server did not listen on {port}");
+    let run = HarnessRun::run_cmd("stale-port")
+        .args(["--format", "json", "--port", &port.to_string()])
+        .server(["python3".into(), fixture.into_os_string()]);
+    let marker = run.marker().clone();
+    let outcome = run.run();
+    outcome.assert_code(2);
+    let report = outcome.report();
+    let startup = report.check("lifecycle/startup");
+    assert_eq!(startup.verdict, Verdict::Fail);
+    let named = format!("pid {} (python3)", stale.pid());
+    assert!(
+        startup.evidence.iter().any(|e| e.contains(&named)),
+        "the holder is not named as {named}: {}",
+        report.describe("lifecycle/startup")
+    );
+    assert_eq!(
+        report.checks.len(),
+        1,
+        "something was judged: {}",
+        report.overview()
+    );
+    assert_eq!(marked_processes(&marker), []);
+    drop(stale);
+    support::assert_nothing_left(&stale_marker);
+}
