@@ -223,6 +223,7 @@ mod tests {
             trailers: Vec::new(),
             framing: Framing::ContentLength(0),
             head_raw: Vec::new(),
+            held: Default::default(),
         }
     }
 
