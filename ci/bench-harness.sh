@@ -8,7 +8,8 @@
 # The servers: the built-in reference server; ci/bench/hostile_server.py in each
 # of its modes (silent: answers nothing; never-read; never-close: answers and keeps
 # every connection open; trickle: one byte a second; die: exits after one request;
-# slow-first: answers its first request after 4 s);
+# slow-first: answers its first request after 4 s; endless, endless-chunked,
+# endless-length: every answer's body never ends);
 # each learner fixture of harness/tests/fixtures (the tutorial's iterative server,
 # its 60 s-sleep variant, the forking ones, socketserver's forking and threading
 # servers, ...); and wsgiref serving ci/conformance_app.py.
@@ -34,7 +35,7 @@ harness="$target_dir/release/harness"
 
 # NAME|COMMAND (empty: the built-in reference server)
 servers=("reference|")
-for mode in silent never-read never-close trickle die slow-first; do
+for mode in silent never-read never-close trickle die slow-first endless endless-chunked endless-length; do
     servers+=("$mode|python3 ci/bench/hostile_server.py $mode")
 done
 for fixture in "$FIXTURES"/tutorial_*.py "$FIXTURES"/fake_sleep.py "$FIXTURES"/late_fds.py "$FIXTURES"/prefork_leak.py; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Servers that make a conformance run slow, one per mode, for
-ci/bench-harness.sh: the run must keep its time budget whatever the server
-does.
+"""Servers that make a conformance run slow or large, one per mode, for
+ci/bench-harness.sh: the run must keep its time budget, and the harness its
+memory bound, whatever the server does.
 
   silent        accepts and reads, never answers
   never-read    accepts, never reads, never answers
@@ -12,8 +12,15 @@ does.
   slow-first    answers its first request after 4 s (a runtime warming up),
                 every later one at once
   stop          answers its first 5 requests, then reads and never answers
+  endless       answers every request with a 200 head framed by close, then
+                writes body bytes as fast as it can until the client goes
+  endless-chunked
+                the same, chunked: 64 KiB chunks without a last one
+  endless-length
+                the same under a Content-Length just below the harness's
+                64 MiB per-response cap, and past it: the bytes never stop
 
-(ci/bench-harness.sh times the first six; harness/tests/hostile_servers.rs
+(ci/bench-harness.sh times all but stop; harness/tests/hostile_servers.rs
 uses them all.) Each listens on $HOST:$PORT (default 127.0.0.1:8888) and serves every
 connection in a thread of its own, so that only the mode's behaviour, not a
 queue, is what the harness meets.
@@ -24,7 +31,18 @@ import sys
 import threading
 import time
 
-MODES = ("silent", "never-read", "never-close", "trickle", "die", "slow-first", "stop")
+MODES = (
+    "silent",
+    "never-read",
+    "never-close",
+    "trickle",
+    "die",
+    "slow-first",
+    "stop",
+    "endless",
+    "endless-chunked",
+    "endless-length",
+)
 HELLO = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nHello, World!"
 FRAMED = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!"
 # Connections held open, so that no socket is closed by garbage collection.
@@ -35,6 +53,14 @@ first_taken = threading.Event()
 answered = [0]
 answered_lock = threading.Lock()
 STOP_AFTER = 5
+# For the endless modes: what precedes the endless bytes, and the bytes.
+ENDLESS_HEADS = {
+    "endless": b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n",
+    "endless-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "endless-length": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % ((64 << 20) - 1),
+}
+ENDLESS_BLOCK = b"x" * (64 << 10)
+ENDLESS_CHUNK = b"%x\r\n" % len(ENDLESS_BLOCK) + ENDLESS_BLOCK + b"\r\n"
 
 
 def read_request(conn):
@@ -83,6 +109,13 @@ def serve(conn, mode):
             else:
                 while conn.recv(65536):
                     pass
+        elif mode in ENDLESS_HEADS:
+            conn.sendall(ENDLESS_HEADS[mode])
+            block = ENDLESS_CHUNK if mode == "endless-chunked" else ENDLESS_BLOCK
+            # Ends when the client closes or resets (EPIPE, ECONNRESET: Python
+            # ignores SIGPIPE), never on its own.
+            while True:
+                conn.sendall(block)
         elif mode == "slow-first":
             if not first_taken.is_set():
                 first_taken.set()

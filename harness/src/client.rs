@@ -15,13 +15,20 @@
 //! 4. Otherwise: the body runs until the server closes the connection.
 //!
 //! httparse only tokenises the status line and header fields. Every read has a
-//! deadline, and bodies are capped at 64 MiB, so a misbehaving server can
-//! neither hang nor exhaust the harness.
+//! deadline, so a misbehaving server cannot hang the harness. Nor can it
+//! exhaust it: a body is capped at 64 MiB, and every byte of a response the
+//! client keeps (in a connection's buffer, in a [`Response`]) is charged to
+//! the process-wide [`crate::budget::RESPONSES`] until it is dropped, so that 64
+//! connections reading endless bodies at once hold 128 MiB between them, not
+//! 64 times 64 MiB. Callers that need only to know how a body ended
+//! ([`Conn::read_answer`], [`Conn::skip_body`]) read past it without keeping it.
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+
+use crate::budget::{Budget, Exhausted, HeldBuf, Reservation, RESPONSES};
 
 /// Largest body the client accepts.
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -37,10 +44,19 @@ const MAX_TRAILERS: usize = 64 * 1024;
 const MAX_INTERIM: usize = 16;
 /// Bytes kept by [`Conn::wait_eof`] while it waits.
 const MAX_STRAY: usize = 1024 * 1024;
+/// Bytes of a body cut by a size limit that [`Conn::read_received`] keeps:
+/// such a body can only be judged as incomplete, and the rest would hold the
+/// budget for nothing.
+pub const KEPT_OF_TOO_LARGE: usize = 64 * 1024;
 
 /// How long a body framed by close may stay silent before [`Conn::read_answer`]
 /// takes it as ended while the connection stays open.
 pub const IDLE_GAP: Duration = Duration::from_millis(25);
+/// Most body bytes [`Conn::read_answer`] reads past. The load needs only the
+/// head; the body is read so that a server is not reset in the middle of an
+/// ordinary one, and a server that sends an endless body then costs a
+/// millisecond per request, not the whole body wait.
+pub const ANSWER_BODY_LIMIT: u64 = 1024 * 1024;
 
 /// A response as the load sees it: when its head arrived and how its body
 /// ended. The body itself is not kept.
@@ -59,12 +75,15 @@ pub struct Answer {
 }
 
 /// A response as [`Conn::read_received`] got it: complete, or as far as it came.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Received {
-    /// The head, and the body so far.
+    /// The head, and the body so far (of a body cut by a size limit, its
+    /// first [`KEPT_OF_TOO_LARGE`] bytes).
     pub response: Response,
     /// Why the body is not complete; `None` when it ended as framed.
     pub incomplete: Option<String>,
+    /// Whether a size limit cut the body (the body is then only its start).
+    pub too_large: bool,
 }
 
 /// How the body of an [`Answer`] ended.
@@ -79,6 +98,9 @@ pub enum BodyEnd {
     StillOpen,
     /// The body did not end before the body deadline.
     TimedOut,
+    /// More than [`ANSWER_BODY_LIMIT`] bytes came before the body ended;
+    /// the rest was not read.
+    TooLong,
     /// The body broke its framing or the connection failed.
     Broken(String),
 }
@@ -96,8 +118,9 @@ pub enum Framing {
     UntilClose,
 }
 
-/// One parsed response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One parsed response. It is not `Clone`: every copy of response bytes is
+/// charged to the budget, and a clone would not be.
+#[derive(Debug)]
 pub struct Response {
     /// `HTTP/1.1` or `HTTP/1.0`.
     pub version: String,
@@ -116,6 +139,9 @@ pub struct Response {
     /// The response head exactly as received (status line through the empty line),
     /// for checks that httparse's leniency would hide (bare LF, spacing, ...).
     pub head_raw: Vec<u8>,
+    /// What the bytes above hold of [`crate::budget::RESPONSES`], given back when
+    /// the response is dropped.
+    pub held: Reservation,
 }
 
 impl Response {
@@ -146,6 +172,43 @@ impl Response {
     pub fn body_str(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// Makes `body` the body, with the budget it holds.
+    fn take_body(&mut self, body: HeldBuf) {
+        let (bytes, held) = body.into_parts();
+        let old = std::mem::replace(&mut self.body, bytes);
+        // The old body's charge was part of `self.held`: give it back.
+        let _ = self
+            .held
+            .resize(self.held.bytes().saturating_sub(old.capacity()));
+        self.held.absorb(held);
+    }
+
+    /// Keeps the first `n` bytes of the body and gives back the rest.
+    fn keep_body_start(&mut self, n: usize) {
+        if self.body.len() <= n {
+            return;
+        }
+        let before = self.body.capacity();
+        self.body.truncate(n);
+        self.body.shrink_to_fit();
+        let freed = before.saturating_sub(self.body.capacity());
+        // Shrinking always succeeds.
+        let _ = self.held.resize(self.held.bytes().saturating_sub(freed));
+    }
+}
+
+/// Which of the harness's size limits a response ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeLimit {
+    /// Its body is longer than [`MAX_BODY`]: sent, or announced (by its
+    /// Content-Length or a chunk size) before any of it was read.
+    Body {
+        /// The length announced, if that is how it showed.
+        announced: Option<u64>,
+    },
+    /// The budget of all responses held at once ([`crate::budget::RESPONSES`]) is spent.
+    AllResponses(Exhausted),
 }
 
 /// Why a request/response exchange failed. One variant per failure site.
@@ -183,10 +246,18 @@ pub enum ClientError {
         /// incomplete, else of the body.
         received: usize,
     },
-    /// The response broke HTTP/1.1 framing or a client limit.
+    /// The response broke HTTP/1.1 framing or a client limit on its head.
     Malformed {
         /// What was wrong.
         reason: String,
+    },
+    /// The response is larger than the harness keeps: the reading stopped
+    /// instead of buffering more.
+    TooLarge {
+        /// The limit it ran into.
+        limit: SizeLimit,
+        /// Bytes of its body received so far.
+        received: usize,
     },
 }
 
@@ -208,6 +279,27 @@ impl fmt::Display for ClientError {
                 write!(f, "connection closed in the middle of a response ({received} bytes of the unfinished part)")
             }
             ClientError::Malformed { reason } => write!(f, "malformed response: {reason}"),
+            ClientError::TooLarge {
+                limit: SizeLimit::Body { announced },
+                received,
+            } => {
+                write!(
+                    f,
+                    "response too large: the harness keeps at most {} MiB of one response's body (",
+                    MAX_BODY >> 20
+                )?;
+                match announced {
+                    Some(length) => write!(f, "{length} bytes announced)"),
+                    None => write!(f, "{received} bytes came)"),
+                }
+            }
+            ClientError::TooLarge {
+                limit: SizeLimit::AllResponses(exhausted),
+                received,
+            } => write!(
+                f,
+                "response too large: {exhausted} ({received} bytes of this one came)"
+            ),
         }
     }
 }
@@ -235,6 +327,22 @@ pub fn deadline_after(wait: Duration) -> Instant {
 fn malformed(reason: impl Into<String>) -> ClientError {
     ClientError::Malformed {
         reason: reason.into(),
+    }
+}
+
+/// The budget of all responses refused more for one with `received` bytes of body.
+fn spent(exhausted: Exhausted, received: usize) -> ClientError {
+    ClientError::TooLarge {
+        limit: SizeLimit::AllResponses(exhausted),
+        received,
+    }
+}
+
+/// The body passed [`MAX_BODY`]: `received` bytes came, or `announced` was declared.
+fn too_long(announced: Option<u64>, received: usize) -> ClientError {
+    ClientError::TooLarge {
+        limit: SizeLimit::Body { announced },
+        received,
     }
 }
 
@@ -283,17 +391,29 @@ pub fn exchange(addr: SocketAddr, raw: &[u8], timeout: Duration) -> Result<Respo
 #[derive(Debug)]
 pub struct Conn {
     stream: TcpStream,
-    /// Bytes received but not yet consumed: the start of the next response.
-    buf: Vec<u8>,
+    /// Bytes received but not yet consumed: the start of the next response,
+    /// or the body being read. Its capacity is charged to the budget.
+    buf: HeldBuf,
     /// Timeout for each write.
     write_timeout: Duration,
     /// When the first byte of the latest response head arrived.
     first_byte_at: Option<Instant>,
+    /// What every byte this connection keeps is charged to.
+    budget: &'static Budget,
 }
 
 impl Conn {
     /// Connects within `timeout`; `timeout` also bounds each later write.
     pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ClientError> {
+        Conn::connect_against(addr, timeout, &RESPONSES)
+    }
+
+    /// [`Conn::connect`], charging what it keeps to `budget` (a test's own).
+    fn connect_against(
+        addr: SocketAddr,
+        timeout: Duration,
+        budget: &'static Budget,
+    ) -> Result<Conn, ClientError> {
         let started = Instant::now();
         let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|source| {
             if is_timeout(&source) {
@@ -309,9 +429,10 @@ impl Conn {
         let _ = stream.set_nodelay(true);
         Ok(Conn {
             stream,
-            buf: Vec::new(),
+            buf: HeldBuf::new(budget),
             write_timeout: timeout,
             first_byte_at: None,
+            budget,
         })
     }
 
@@ -350,7 +471,7 @@ impl Conn {
 
     /// Bytes received after the last response (or collected by [`Conn::wait_eof`]).
     pub fn leftover(&self) -> &[u8] {
-        &self.buf
+        self.buf.as_slice()
     }
 
     /// Waits until the server sends something (kept in the buffer for the
@@ -363,7 +484,13 @@ impl Conn {
         matches!(self.read_more(deadline, "the first byte", Instant::now()), Ok(n) if n > 0)
     }
 
+    /// Everything buffered, as a buffer of its own; this one starts afresh.
+    fn take_buf(&mut self) -> HeldBuf {
+        std::mem::replace(&mut self.buf, HeldBuf::new(self.budget))
+    }
+
     /// Reads more bytes into `buf` before `deadline`. `Ok(0)` is end of file.
+    /// When the budget refuses the bytes, the read stops with `TooLarge`.
     fn read_more(
         &mut self,
         deadline: Instant,
@@ -384,7 +511,10 @@ impl Conn {
                 .map_err(|source| ClientError::Read { source })?;
             match self.stream.read(&mut chunk) {
                 Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
+                    let held = self.buf.len();
+                    self.buf
+                        .extend(&chunk[..n])
+                        .map_err(|exhausted| spent(exhausted, held))?;
                     return Ok(n);
                 }
                 // Timeouts loop back to the deadline check; EINTR is retried.
@@ -413,8 +543,8 @@ impl Conn {
     }
 
     /// Reads one response head and decides its framing; the body stays
-    /// unread, for [`Conn::read_body`] or [`Conn::read_answer`]. `None` on a
-    /// clean close before the first byte.
+    /// unread, for [`Conn::read_body`], [`Conn::skip_body`] or
+    /// [`Conn::read_answer`]. `None` on a clean close before the first byte.
     pub fn read_head(
         &mut self,
         deadline: Instant,
@@ -445,7 +575,18 @@ impl Conn {
                 self.first_byte_at = Some(Instant::now());
             }
         };
-        response.head_raw = self.buf.drain(..head_len).collect();
+        let head = self
+            .buf
+            .split_front(head_len)
+            .map_err(|exhausted| spent(exhausted, head_len))?;
+        let (head_raw, held) = head.into_parts();
+        response.head_raw = head_raw;
+        response.held = held;
+        // The parsed fields are a second copy of the head's bytes.
+        response
+            .held
+            .grow(head_len)
+            .map_err(|exhausted| spent(exhausted, head_len))?;
         response.framing = framing_of(&response, head_request)?;
         Ok(Some(response))
     }
@@ -457,7 +598,9 @@ impl Conn {
     }
 
     /// Reads the body `response.framing` announces into `response.body`.
-    /// `started` is when the wait began, for the timeout's message.
+    /// `started` is when the wait began, for the timeout's message. On an
+    /// error, the body so far is in `response.body` if it was chunked, and
+    /// still in the connection's buffer otherwise (see [`Conn::read_received`]).
     pub fn read_body(
         &mut self,
         response: &mut Response,
@@ -470,11 +613,7 @@ impl Conn {
                 let length = usize::try_from(length)
                     .ok()
                     .filter(|&l| l <= MAX_BODY)
-                    .ok_or_else(|| {
-                        malformed(format!(
-                            "Content-Length {length} exceeds the {MAX_BODY}-byte limit"
-                        ))
-                    })?;
+                    .ok_or_else(|| too_long(Some(length), 0))?;
                 while self.buf.len() < length {
                     if self.read_more(deadline, "response body", started)? == 0 {
                         return Err(ClientError::ClosedEarly {
@@ -482,45 +621,137 @@ impl Conn {
                         });
                     }
                 }
-                response.body = self.buf.drain(..length).collect();
+                let body = self
+                    .buf
+                    .split_front(length)
+                    .map_err(|exhausted| spent(exhausted, length))?;
+                response.take_body(body);
             }
             Framing::UntilClose => {
                 while self.read_more(deadline, "response body", started)? > 0 {
                     if self.buf.len() > MAX_BODY {
-                        return Err(malformed(format!("body exceeds the {MAX_BODY}-byte limit")));
+                        return Err(too_long(None, self.buf.len()));
                     }
                 }
-                response.body = std::mem::take(&mut self.buf);
+                response.take_body(self.take_buf());
             }
             Framing::Chunked => {
-                let mut decoder = ChunkedDecoder::default();
-                loop {
-                    let done = decoder.advance(&self.buf).map_err(malformed)?;
-                    // Consumed bytes are dropped now, so buf never holds more than one read ahead.
-                    self.buf.drain(..decoder.pos);
-                    decoder.pos = 0;
-                    if done {
-                        break;
-                    }
-                    if self.read_more(deadline, "response body", started)? == 0 {
-                        return Err(ClientError::ClosedEarly {
-                            received: decoder.body.len(),
-                        });
-                    }
-                }
-                response.body = decoder.body;
-                response.trailers = decoder.trailers;
+                let mut decoder = ChunkedDecoder::keeping(self.budget);
+                // Kept bodies are capped by the decoder itself, at MAX_BODY.
+                let read = self.read_chunked(&mut decoder, deadline, started, u64::MAX);
+                // Also on an error: the body so far is what came.
+                response.take_body(std::mem::take(&mut decoder.body));
+                response
+                    .held
+                    .absorb(std::mem::take(&mut decoder.trailers_held));
+                response.trailers = std::mem::take(&mut decoder.trailers);
+                read?;
             }
         }
         Ok(())
     }
 
+    /// Reads past the body `response.framing` announces without keeping any
+    /// of it, for callers that need only to know how it ended: bounded by
+    /// `deadline` alone, since nothing is held (the response's head is all
+    /// that is left of it).
+    pub fn skip_body(
+        &mut self,
+        response: &Response,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<(), ClientError> {
+        self.skip(response.framing, deadline, started, u64::MAX)
+            .map(drop)
+    }
+
+    /// [`Conn::skip_body`], stopping once more than `at_most` bytes of the
+    /// body came: `Ok(true)` when it ended, `Ok(false)` when it was cut.
+    fn skip(
+        &mut self,
+        framing: Framing,
+        deadline: Instant,
+        started: Instant,
+        at_most: u64,
+    ) -> Result<bool, ClientError> {
+        match framing {
+            Framing::NoBody => Ok(true),
+            Framing::ContentLength(length) => {
+                let mut left = length;
+                loop {
+                    // `take` <= `buf.len()`, a usize, so the cast is lossless.
+                    let take = left.min(self.buf.len() as u64) as usize;
+                    self.buf.consume(take);
+                    left -= take as u64;
+                    if left == 0 {
+                        return Ok(true);
+                    }
+                    if length - left > at_most {
+                        return Ok(false);
+                    }
+                    if self.read_more(deadline, "response body", started)? == 0 {
+                        return Err(ClientError::ClosedEarly {
+                            received: usize::try_from(length - left).unwrap_or(usize::MAX),
+                        });
+                    }
+                }
+            }
+            Framing::UntilClose => {
+                let mut came = 0u64;
+                loop {
+                    came += self.buf.len() as u64;
+                    self.buf.consume(self.buf.len());
+                    if came > at_most {
+                        return Ok(false);
+                    }
+                    if self.read_more(deadline, "response body", started)? == 0 {
+                        return Ok(true);
+                    }
+                }
+            }
+            Framing::Chunked => {
+                let mut decoder = ChunkedDecoder::skipping();
+                self.read_chunked(&mut decoder, deadline, started, at_most)
+            }
+        }
+    }
+
+    /// Feeds the buffer to `decoder`, reading more, until the chunked body
+    /// ends (`Ok(true)`) or more than `at_most` bytes of chunk data came
+    /// (`Ok(false)`). Consumed bytes are dropped at once, so the buffer never
+    /// holds more than one read and a line ahead.
+    fn read_chunked(
+        &mut self,
+        decoder: &mut ChunkedDecoder,
+        deadline: Instant,
+        started: Instant,
+        at_most: u64,
+    ) -> Result<bool, ClientError> {
+        loop {
+            let done = decoder.advance(&self.buf)?;
+            self.buf.consume(decoder.pos);
+            decoder.pos = 0;
+            if done {
+                return Ok(true);
+            }
+            if decoder.length as u64 > at_most {
+                return Ok(false);
+            }
+            if self.read_more(deadline, "response body", started)? == 0 {
+                return Err(ClientError::ClosedEarly {
+                    received: decoder.length,
+                });
+            }
+        }
+    }
+
     /// Reads one response the way the cases judge it: what came is kept even
-    /// when the body did not end. A body still arriving at `deadline`, or a
-    /// close-framed body followed by `close_gap` of silence on a connection
-    /// that stays open, gives the head and the body so far, marked
-    /// incomplete; it is never parsed again as the start of a response.
-    /// `None` on a clean close before the first byte, as
+    /// when the body did not end. A body still arriving at `deadline`, one
+    /// that ran into a size limit (its first [`KEPT_OF_TOO_LARGE`] bytes),
+    /// or a close-framed body followed by `close_gap` of silence on a
+    /// connection that stays open, gives the head and the body so far,
+    /// marked incomplete; it is never parsed again as the start of a
+    /// response. `None` on a clean close before the first byte, as
     /// [`Conn::read_response`].
     pub fn read_received(
         &mut self,
@@ -532,10 +763,11 @@ impl Conn {
         let Some(mut response) = self.read_head(deadline, head_request)? else {
             return Ok(None);
         };
+        // Why the body is incomplete, and whether a size limit cut it.
         let incomplete = match response.framing {
             Framing::UntilClose => loop {
                 if self.buf.len() > MAX_BODY {
-                    return Err(malformed(format!("body exceeds the {MAX_BODY}-byte limit")));
+                    break Some((too_long(None, self.buf.len()).to_string(), true));
                 }
                 let wait_until =
                     close_gap.map_or(deadline, |gap| (Instant::now() + gap).min(deadline));
@@ -543,52 +775,67 @@ impl Conn {
                     Ok(0) => break None,
                     Ok(_) => {}
                     Err(ClientError::Timeout { .. }) if Instant::now() < deadline => {
-                        break Some(format!(
+                        break Some((format!(
                             "framed by close, and the connection stayed open {} ms after the last byte",
                             close_gap.unwrap_or_default().as_millis()
-                        ))
+                        ), false))
                     }
                     Err(ClientError::Timeout { after, .. }) => {
-                        break Some(format!(
+                        break Some((format!(
                             "framed by close, and no end of file after {:.2}s",
                             after.as_secs_f64()
-                        ))
+                        ), false))
                     }
+                    Err(error @ ClientError::TooLarge { .. }) => break Some((error.to_string(), true)),
                     Err(error) => return Err(error),
                 }
             },
             _ => match self.read_body(&mut response, deadline, started) {
                 Ok(()) => None,
-                Err(ClientError::Timeout { after, .. }) => Some(format!(
-                    "the body did not end within {:.2}s ({} bytes came)",
-                    after.as_secs_f64(),
-                    self.buf.len()
+                Err(ClientError::Timeout { after, .. }) => Some((
+                    format!(
+                        "the body did not end within {:.2}s ({} bytes came)",
+                        after.as_secs_f64(),
+                        response.body.len() + self.buf.len()
+                    ),
+                    false,
                 )),
+                Err(error @ ClientError::TooLarge { .. }) => Some((error.to_string(), true)),
                 Err(error) => return Err(error),
             },
         };
-        if response.framing == Framing::UntilClose || incomplete.is_some() {
+        if incomplete.is_some() && response.framing == Framing::Chunked {
+            // The body so far is in the response; what is left is chunk
+            // framing, which must not be read as a response.
+            self.buf.release();
+        } else if response.framing == Framing::UntilClose || incomplete.is_some() {
             // What came of the body is all there will be on this connection.
-            response.body = std::mem::take(&mut self.buf);
+            response.take_body(self.take_buf());
+        }
+        let too_large = incomplete.as_ref().is_some_and(|(_, too_large)| *too_large);
+        if too_large {
+            response.keep_body_start(KEPT_OF_TOO_LARGE);
         }
         Ok(Some(Received {
             response,
-            incomplete,
+            incomplete: incomplete.map(|(why, _)| why),
+            too_large,
         }))
     }
 
     /// Reads a response the way the load of the process checks does: it is
-    /// answered once its head has arrived. The body is then read as framed,
-    /// but only until `body_deadline`, and a body framed by close is taken
-    /// as ended after `IDLE_GAP` of silence: a server that keeps the
-    /// connection open after its response is `fds/close-eof`'s finding, not
-    /// a reason to count the request as unanswered in every other check.
+    /// answered once its head has arrived. The body is then read past as
+    /// framed, without being kept, but only until `body_deadline`, and a
+    /// body framed by close is taken as ended after `IDLE_GAP` of silence: a
+    /// server that keeps the connection open after its response is
+    /// `fds/close-eof`'s finding, not a reason to count the request as
+    /// unanswered in every other check.
     pub fn read_answer(
         &mut self,
         head_deadline: Instant,
         body_wait: Duration,
     ) -> Result<Option<Answer>, ClientError> {
-        let Some(mut response) = self.read_head(head_deadline, false)? else {
+        let Some(response) = self.read_head(head_deadline, false)? else {
             return Ok(None);
         };
         let head_at = Instant::now();
@@ -596,13 +843,13 @@ impl Conn {
         let body_deadline = head_at + body_wait;
         let body = match response.framing {
             Framing::UntilClose => self.drain_until_close(body_deadline),
-            _ => match self.read_body(&mut response, body_deadline, head_at) {
-                Ok(()) => BodyEnd::Complete(Instant::now()),
+            _ => match self.skip(response.framing, body_deadline, head_at, ANSWER_BODY_LIMIT) {
+                Ok(true) => BodyEnd::Complete(Instant::now()),
+                Ok(false) => BodyEnd::TooLong,
                 Err(ClientError::Timeout { .. }) => BodyEnd::TimedOut,
                 Err(error) => BodyEnd::Broken(error.to_string()),
             },
         };
-        response.body.clear();
         Ok(Some(Answer {
             status: response.status,
             framing: response.framing,
@@ -613,14 +860,21 @@ impl Conn {
     }
 
     /// Reads a close-delimited body until end of file, `IDLE_GAP` without a
-    /// byte, or `deadline`. Only the bytes' count matters to the load.
+    /// byte, [`ANSWER_BODY_LIMIT`] bytes, or `deadline`. Nothing of it is kept.
     fn drain_until_close(&mut self, deadline: Instant) -> BodyEnd {
-        self.buf.clear();
+        let mut came = self.buf.len() as u64;
+        self.buf.consume(self.buf.len());
         loop {
+            if came > ANSWER_BODY_LIMIT {
+                return BodyEnd::TooLong;
+            }
             let gap = (Instant::now() + IDLE_GAP).min(deadline);
             match self.read_more(gap, "response body", Instant::now()) {
                 Ok(0) => return BodyEnd::Closed(Instant::now()),
-                Ok(_) => self.buf.clear(),
+                Ok(n) => {
+                    came += n as u64;
+                    self.buf.consume(self.buf.len());
+                }
                 Err(ClientError::Timeout { .. }) if Instant::now() < deadline => {
                     return BodyEnd::StillOpen
                 }
@@ -631,21 +885,31 @@ impl Conn {
     }
 
     /// Waits for the server to close the connection. `Ok(true)`: end of file
-    /// seen; `Ok(false)`: `deadline` passed first. Bytes arriving meanwhile are
-    /// kept (up to 1 MiB) in [`Conn::leftover`]. A reset is `Err(Reset)`.
+    /// seen; `Ok(false)`: `deadline` passed first. Bytes arriving meanwhile
+    /// are kept in [`Conn::leftover`], the first [`MAX_STRAY`] of them as far
+    /// as the budget allows; the rest are read and dropped. A reset is
+    /// `Err(Reset)`.
     pub fn wait_eof(&mut self, deadline: Instant) -> Result<bool, ClientError> {
-        let started = Instant::now();
+        let mut chunk = [0u8; 16 * 1024];
         loop {
-            match self.read_more(deadline, "eof", started) {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            self.stream
+                .set_read_timeout(Some(deadline - now))
+                .map_err(|source| ClientError::Read { source })?;
+            match self.stream.read(&mut chunk) {
                 Ok(0) => return Ok(true),
-                Ok(_) => {
-                    if self.buf.len() > MAX_STRAY {
-                        let excess = self.buf.len() - MAX_STRAY;
-                        self.buf.drain(..excess);
-                    }
+                Ok(n) => {
+                    let room = MAX_STRAY.saturating_sub(self.buf.len()).min(n);
+                    // Stray bytes are evidence only: when the budget has no
+                    // room for them, they are dropped, not a failure.
+                    let _ = self.buf.extend(&chunk[..room]);
                 }
-                Err(ClientError::Timeout { .. }) => return Ok(false),
-                Err(e) => return Err(e),
+                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_reset(&e) => return Err(ClientError::Reset),
+                Err(source) => return Err(ClientError::Read { source }),
             }
         }
     }
@@ -680,6 +944,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Response, usize)>, ClientError> {
         trailers: Vec::new(),
         framing: Framing::NoBody,
         head_raw: Vec::new(),
+        held: Reservation::default(),
     };
     Ok(Some((response, head_len)))
 }
@@ -762,22 +1027,51 @@ enum ChunkState {
 struct ChunkedDecoder {
     pos: usize,
     state: ChunkState,
-    body: Vec<u8>,
+    /// Whether the chunk data is kept in `body` (and capped at
+    /// [`MAX_BODY`]), or only counted.
+    keep: bool,
+    /// The chunk data so far, when kept.
+    body: HeldBuf,
+    /// Bytes of chunk data so far, kept or not.
+    length: usize,
     trailers: Vec<(String, Vec<u8>)>,
     trailer_bytes: usize,
+    /// What the trailers hold of the budget.
+    trailers_held: Reservation,
 }
 
 impl ChunkedDecoder {
-    fn advance(&mut self, buf: &[u8]) -> Result<bool, String> {
+    /// A decoder that keeps the body, charged to `budget`, for [`Conn::read_body`].
+    fn keeping(budget: &'static Budget) -> ChunkedDecoder {
+        ChunkedDecoder {
+            keep: true,
+            body: HeldBuf::new(budget),
+            trailers_held: Reservation::new(budget),
+            ..ChunkedDecoder::default()
+        }
+    }
+
+    /// A decoder that only reads past the body, for [`Conn::skip_body`].
+    fn skipping() -> ChunkedDecoder {
+        ChunkedDecoder::default()
+    }
+
+    fn advance(&mut self, buf: &[u8]) -> Result<bool, ClientError> {
         loop {
             match self.state {
                 ChunkState::Size => {
-                    let Some(line) = take_line(buf, &mut self.pos, "chunk-size line")? else {
+                    let Some(line) =
+                        take_line(buf, &mut self.pos, "chunk-size line").map_err(malformed)?
+                    else {
                         return Ok(false);
                     };
-                    let size = parse_chunk_size(line)?;
-                    if size > (MAX_BODY - self.body.len()) as u64 {
-                        return Err(format!("chunked body exceeds the {MAX_BODY}-byte limit"));
+                    let size = parse_chunk_size(line).map_err(malformed)?;
+                    if self.keep && size > (MAX_BODY - self.length) as u64 {
+                        // Said before any of it is read: nothing is buffered for it.
+                        return Err(too_long(
+                            Some((self.length as u64).saturating_add(size)),
+                            self.length,
+                        ));
                     }
                     self.state = if size == 0 {
                         ChunkState::Trailers
@@ -792,7 +1086,12 @@ impl ChunkedDecoder {
                     }
                     // `take` <= `available`, a usize, so the cast is lossless.
                     let take = remaining.min(available as u64) as usize;
-                    self.body.extend_from_slice(&buf[self.pos..self.pos + take]);
+                    if self.keep {
+                        self.body
+                            .extend(&buf[self.pos..self.pos + take])
+                            .map_err(|exhausted| spent(exhausted, self.length))?;
+                    }
+                    self.length = self.length.saturating_add(take);
                     self.pos += take;
                     let left = remaining - take as u64;
                     self.state = if left == 0 {
@@ -806,16 +1105,17 @@ impl ChunkedDecoder {
                         return Ok(false);
                     }
                     if &buf[self.pos..self.pos + 2] != b"\r\n" {
-                        return Err(
-                            "chunk-data is not followed by CRLF (chunk longer than its size?)"
-                                .into(),
-                        );
+                        return Err(malformed(
+                            "chunk-data is not followed by CRLF (chunk longer than its size?)",
+                        ));
                     }
                     self.pos += 2;
                     self.state = ChunkState::Size;
                 }
                 ChunkState::Trailers => {
-                    let Some(line) = take_line(buf, &mut self.pos, "trailer line")? else {
+                    let Some(line) =
+                        take_line(buf, &mut self.pos, "trailer line").map_err(malformed)?
+                    else {
                         return Ok(false);
                     };
                     if line.is_empty() {
@@ -824,9 +1124,17 @@ impl ChunkedDecoder {
                     }
                     self.trailer_bytes += line.len();
                     if self.trailer_bytes > MAX_TRAILERS {
-                        return Err(format!("trailer section exceeds {MAX_TRAILERS} bytes"));
+                        return Err(malformed(format!(
+                            "trailer section exceeds {MAX_TRAILERS} bytes"
+                        )));
                     }
-                    self.trailers.push(parse_trailer_field(line)?);
+                    let field = parse_trailer_field(line).map_err(malformed)?;
+                    if self.keep {
+                        self.trailers_held
+                            .grow(line.len())
+                            .map_err(|exhausted| spent(exhausted, self.length))?;
+                        self.trailers.push(field);
+                    }
                 }
                 ChunkState::Done => return Ok(true),
             }
@@ -899,6 +1207,7 @@ fn parse_trailer_field(line: &[u8]) -> Result<(String, Vec<u8>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget;
     use std::net::TcpListener;
     use std::os::fd::AsFd;
     use std::thread::{self, JoinHandle};
@@ -1063,7 +1372,7 @@ mod tests {
     fn chunked_decoder_works_byte_by_byte() {
         let wire =
             b"4\r\nWiki\r\n5;x=y\r\npedia\r\n000E\r\n in\r\n\r\nchunks.\r\n0\r\nT: v\r\n\r\nNEXT";
-        let mut decoder = ChunkedDecoder::default();
+        let mut decoder = ChunkedDecoder::keeping(&RESPONSES);
         let mut done = false;
         for end in 0..=wire.len() {
             if decoder.advance(&wire[..end]).expect("valid") {
@@ -1072,7 +1381,7 @@ mod tests {
             }
         }
         assert!(done);
-        assert_eq!(decoder.body, b"Wikipedia in\r\n\r\nchunks.");
+        assert_eq!(decoder.body.as_slice(), b"Wikipedia in\r\n\r\nchunks.");
         assert_eq!(decoder.trailers, vec![("T".to_string(), b"v".to_vec())]);
         assert_eq!(&wire[decoder.pos..], b"NEXT");
     }
@@ -1088,7 +1397,7 @@ mod tests {
             b"0\r\nno colon\r\n\r\n",
             b"0\r\n: empty name\r\n\r\n",
         ] {
-            let mut decoder = ChunkedDecoder::default();
+            let mut decoder = ChunkedDecoder::keeping(&RESPONSES);
             assert!(
                 decoder.advance(wire).is_err(),
                 "{:?}",
@@ -1239,6 +1548,7 @@ mod tests {
             trailers: Vec::new(),
             framing: Framing::NoBody,
             head_raw: Vec::new(),
+            held: Reservation::default(),
         };
         let framing = |headers: &[(&str, &str)]| framing_of(&head(headers), false);
         assert_eq!(
@@ -1272,13 +1582,146 @@ mod tests {
     }
 
     #[test]
-    fn oversized_content_length_is_malformed_not_allocated() {
+    fn an_oversized_content_length_is_too_large_before_any_of_it_is_read() {
         let (addr, h) = canned(
             b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
             Then::Close,
         );
         let err = get(addr, "/", T).expect_err("too big");
-        assert!(matches!(err, ClientError::Malformed { .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                ClientError::TooLarge {
+                    limit: SizeLimit::Body {
+                        announced: Some(99999999999)
+                    },
+                    received: 0
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().starts_with("response too large"), "{err}");
+        h.join().expect("server thread");
+    }
+
+    /// A budget of its own for a test: what it holds is this test's alone.
+    fn own_budget(small: usize, large: usize) -> &'static Budget {
+        Box::leak(Box::new(Budget::new(small, large)))
+    }
+
+    /// A reply of `head` and then `body_len` bytes of `x`, chunked in 64 KiB
+    /// chunks (without a last one) when `chunked`; leaked, for [`canned`].
+    fn big_reply(head: &str, body_len: usize, chunked: bool) -> &'static [u8] {
+        let mut reply = head.as_bytes().to_vec();
+        let block = vec![b'x'; 64 * 1024];
+        while reply.len() < head.len() + body_len {
+            if chunked {
+                reply.extend_from_slice(format!("{:x}\r\n", block.len()).as_bytes());
+                reply.extend_from_slice(&block);
+                reply.extend_from_slice(b"\r\n");
+            } else {
+                reply.extend_from_slice(&block);
+            }
+        }
+        Box::leak(reply.into_boxed_slice())
+    }
+
+    #[rstest::rstest]
+    #[case::by_close("HTTP/1.1 200 OK\r\n\r\n", false)]
+    #[case::chunked("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", true)]
+    #[case::by_length("HTTP/1.1 200 OK\r\nContent-Length: 4194304\r\n\r\n", false)]
+    fn a_body_past_the_budget_is_kept_incomplete_with_its_start(
+        #[case] head: &str,
+        #[case] chunked: bool,
+    ) {
+        let budget = own_budget(budget::SMALL_SHARE, (2 << 20) - budget::SMALL_SHARE);
+        let (addr, h) = canned(big_reply(head, 4 << 20, chunked), Then::Hold);
+        let mut conn = Conn::connect_against(addr, T, budget).expect("connect");
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let received = conn
+            .read_received(Instant::now() + T, false, None)
+            .expect("the head came")
+            .expect("a response");
+        assert_eq!(received.response.status, 200);
+        let why = received.incomplete.as_deref().expect("incomplete");
+        assert!(
+            why.starts_with(
+                "response too large: the harness holds at most 2 MiB of responses at once"
+            ),
+            "{why}"
+        );
+        assert!(received.too_large);
+        assert_eq!(received.response.body.len(), KEPT_OF_TOO_LARGE);
+        assert!(budget.in_use() <= budget.limit());
+        // Nothing of the cut body is left to be read as a response.
+        assert!(conn.leftover().is_empty());
+        drop((conn, received));
+        assert_eq!(budget.in_use(), 0, "all given back");
+        h.join().expect("server thread");
+    }
+
+    #[test]
+    fn a_chunk_past_the_cap_is_too_large_before_any_of_it_is_read() {
+        let (addr, h) = canned(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5000000\r\n",
+            Then::Hold,
+        );
+        let mut conn = Conn::connect(addr, T).expect("connect");
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let received = conn
+            .read_received(Instant::now() + T, false, None)
+            .expect("the head came")
+            .expect("a response");
+        assert_eq!(
+            received.incomplete.as_deref(),
+            Some(
+                "response too large: the harness keeps at most 64 MiB of one response's body \
+                 (83886080 bytes announced)"
+            )
+        );
+        drop(conn);
+        h.join().expect("server thread");
+    }
+
+    #[rstest::rstest]
+    #[case::by_close("HTTP/1.1 200 OK\r\n\r\n", false)]
+    #[case::chunked("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", true)]
+    #[case::by_length("HTTP/1.1 200 OK\r\nContent-Length: 4194304\r\n\r\n", false)]
+    fn the_load_reads_past_a_long_body_without_keeping_it(
+        #[case] head: &str,
+        #[case] chunked: bool,
+    ) {
+        // No large share at all: keeping the body would fail at once.
+        let budget = own_budget(budget::SMALL_SHARE, 0);
+        let (addr, h) = canned(big_reply(head, 4 << 20, chunked), Then::Hold);
+        let mut conn = Conn::connect_against(addr, T, budget).expect("connect");
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let answer = conn
+            .read_answer(Instant::now() + T, T)
+            .expect("answered")
+            .expect("a response");
+        assert_eq!((answer.status, answer.body), (200, BodyEnd::TooLong));
+        assert!(budget.in_use() <= 64 * 1024, "{}", budget.in_use());
+        drop(conn);
+        h.join().expect("server thread");
+    }
+
+    #[test]
+    fn stray_bytes_past_a_spent_budget_are_dropped_not_an_error() {
+        let budget = own_budget(budget::SMALL_SHARE, 0);
+        // Someone else holds the whole budget.
+        let mut hog = Reservation::new(budget);
+        hog.resize(budget.limit()).expect("all of it");
+        let (addr, h) = canned(big_reply("", 1 << 20, false), Then::Close);
+        let mut conn = Conn::connect_against(addr, T, budget).expect("connect");
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        assert!(conn.wait_eof(Instant::now() + T).expect("no error"));
+        assert!(conn.leftover().is_empty());
+        drop(conn);
         h.join().expect("server thread");
     }
 

@@ -124,7 +124,7 @@ impl Habits {
             }
         }
         match head {
-            Ok((mut conn, Some(mut response))) => {
+            Ok((mut conn, Some(response))) => {
                 habits.frames_by_close = response.framing == Framing::UntilClose;
                 let head_at = Instant::now();
                 let closed = if habits.frames_by_close {
@@ -132,8 +132,8 @@ impl Habits {
                     conn.wait_eof(head_at + CLOSE_WAIT).unwrap_or(true)
                 } else {
                     let body_deadline = head_at + CLOSE_WAIT;
-                    conn.read_body(&mut response, body_deadline, head_at)
-                        .is_ok()
+                    // Only where the body ends matters, not what it holds.
+                    conn.skip_body(&response, body_deadline, head_at).is_ok()
                         && conn.wait_eof(body_deadline).unwrap_or(true)
                 };
                 habits.closes = Some(closed);

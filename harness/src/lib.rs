@@ -11,6 +11,7 @@
 //! - [`procfs`]: children, zombies, threads, descriptors and sockets from /proc.
 //! - [`timed`]: one request with its moments; "answered" means its head arrived.
 //! - [`client`]: the harness's own small HTTP/1.1 client.
+//! - [`budget`]: the response bytes held at once, bounded across all connections.
 //! - [`death`]: what a dead server's status and stderr say, and the hint for it.
 //! - [`census`]: the process tree's numbers, settled, persistent and watched.
 //! - [`model`]: the process model, judged by what changes with held connections.
@@ -27,6 +28,7 @@
 //! - [`report`]: human, JSON and JUnit reporters over one event stream.
 
 pub mod baseline;
+pub mod budget;
 pub mod cases;
 pub mod census;
 pub mod check;

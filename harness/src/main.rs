@@ -19,6 +19,8 @@ use harness::target::{PortChoice, TargetSpec};
 const REFERENCE_SERVER: &str = "__reference-server";
 
 fn main() -> ExitCode {
+    // Before any thread exists (see its docs).
+    harness::budget::tune_allocator();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // The built-in reference server runs in a child process started from
     // this same binary; it must not inherit the harness's signal setup.

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::client::{ClientError, Conn, Response};
+use crate::client::{ClientError, Conn, Received, Response};
 use crate::procfs;
 use crate::target::ServerInstance;
 use crate::timed::{self, REQUEST_TIMEOUT};
@@ -208,28 +208,50 @@ fn nonce() -> String {
 
 /// `GET path` with `Connection: close`, its answer kept as far as it came
 /// (a body framed by close on a connection the server keeps open ends after
-/// `close_gap` of silence).
+/// `close_gap` of silence). No answer, or one too large to judge, is the
+/// route's status.
 fn get(
     addr: std::net::SocketAddr,
     path: &str,
     close_gap: Option<Duration>,
-) -> Result<Response, ClientError> {
+) -> Result<Response, RouteStatus> {
     let deadline = Instant::now() + REQUEST_TIMEOUT;
-    let mut conn = Conn::connect(addr, REQUEST_TIMEOUT)?;
+    let mut conn = Conn::connect(addr, REQUEST_TIMEOUT).map_err(no_answer)?;
     conn.send(
         format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )?;
+    )
+    .map_err(no_answer)?;
     // Interim responses are skipped; a handful at most.
     for _ in 0..8 {
-        match conn.read_received(deadline, false, close_gap)? {
-            None => return Err(ClientError::ClosedEarly { received: 0 }),
+        match conn
+            .read_received(deadline, false, close_gap)
+            .map_err(no_answer)?
+        {
+            None => return Err(no_answer(ClientError::ClosedEarly { received: 0 })),
             Some(received) if (100..200).contains(&received.response.status) => continue,
+            Some(received) if received.too_large => return Err(too_large(path, &received)),
             Some(received) => return Ok(received.response),
         }
     }
-    Err(ClientError::Malformed {
+    Err(no_answer(ClientError::Malformed {
         reason: "more than 8 interim responses".into(),
-    })
+    }))
+}
+
+/// A route that did not answer.
+fn no_answer(error: ClientError) -> RouteStatus {
+    RouteStatus::Missing(format!("no answer: {error}"))
+}
+
+/// A route whose answer ran into a size limit of the harness: whatever the
+/// start of its body says, it does not keep its contract (`/bytes?n=16`
+/// does not answer "65536 bytes", the start the harness kept).
+fn too_large(path: &str, received: &Received) -> RouteStatus {
+    RouteStatus::Broken(format!(
+        "{path} answers {} with a body too large to judge ({})",
+        received.response.status,
+        received.incomplete.as_deref().unwrap_or_default()
+    ))
 }
 
 fn probe_echo(addr: std::net::SocketAddr, close_gap: Option<Duration>) -> RouteStatus {
@@ -239,7 +261,7 @@ fn probe_echo(addr: std::net::SocketAddr, close_gap: Option<Duration>) -> RouteS
     let response = match get(addr, &format!("{path}?{query}"), close_gap) {
         Ok(response) if response.status == 200 => response,
         Ok(response) => return RouteStatus::Missing(format!("answers {}", response.status)),
-        Err(error) => return RouteStatus::Missing(format!("no answer: {error}")),
+        Err(status) => return status,
     };
     let Ok(echo) = serde_json::from_slice::<serde_json::Value>(&response.body) else {
         return RouteStatus::Broken(format!(
@@ -265,13 +287,14 @@ fn probe_pid(addr: std::net::SocketAddr, leader: i32, close_gap: Option<Duration
     let deadline = Instant::now() + REQUEST_TIMEOUT;
     let answer = Conn::connect(addr, REQUEST_TIMEOUT).and_then(|mut conn| {
         conn.send(b"GET /pid HTTP/1.1\r\nHost: harness\r\n\r\n")?;
-        let response = conn.read_received(deadline, false, close_gap)?;
-        Ok((conn, response.map(|r| r.response)))
+        let received = conn.read_received(deadline, false, close_gap)?;
+        Ok((conn, received))
     });
     let (conn, response) = match answer {
-        Ok((conn, Some(response))) => (conn, response),
+        Ok((_, Some(received))) if received.too_large => return too_large("/pid", &received),
+        Ok((conn, Some(received))) => (conn, received.response),
         Ok((_, None)) => return RouteStatus::Missing("closed without a response".into()),
-        Err(error) => return RouteStatus::Missing(format!("no answer: {error}")),
+        Err(error) => return no_answer(error),
     };
     if response.status != 200 {
         return RouteStatus::Missing(format!("answers {}", response.status));
@@ -307,7 +330,7 @@ fn probe_bytes(addr: std::net::SocketAddr, close_gap: Option<Duration>) -> Route
                 }
             }
             Ok(response) => return RouteStatus::Missing(format!("answers {}", response.status)),
-            Err(error) => return RouteStatus::Missing(format!("no answer: {error}")),
+            Err(status) => return status,
         }
     }
     RouteStatus::Served

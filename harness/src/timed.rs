@@ -3,9 +3,10 @@
 //!
 //! Every exchange the process checks, the route probe and the model make
 //! goes through here, so that they all mean the same by "answered": the
-//! response head arrived. The body is then read as framed, for a bounded
-//! time, and a body framed by close is taken as ended after a short silence
-//! (see [`crate::client::Conn::read_answer`]). A server that answers at once
+//! response head arrived. The body is then read past as framed, without
+//! being kept, for a bounded time and number of bytes, and a body framed by
+//! close is taken as ended after a short silence (see
+//! [`crate::client::Conn::read_answer`]). A server that answers at once
 //! but keeps the connection open afterwards is served, not stalled; holding
 //! the connection is `fds/close-eof`'s finding, reported there once.
 
@@ -104,7 +105,8 @@ impl Pending {
     }
 
     /// Sends `request` and reads the answer: its head within `timeout` of
-    /// the send, its body within [`BODY_WAIT`] after the head.
+    /// the send, its body within [`BODY_WAIT`] after the head (and no more
+    /// than [`crate::client::ANSWER_BODY_LIMIT`] of it).
     pub fn exchange(self, request: &[u8], timeout: Duration) -> Timed {
         let mut timed = Timed {
             started: self.started,

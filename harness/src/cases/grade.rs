@@ -8,13 +8,29 @@ use super::observe::Observation;
 use super::{latin1, CaseFile, ConnectionState, Level, Outcome};
 use crate::check::Verdict;
 
+/// Room for the fixed fields of an `/echo` and whatever else the
+/// application adds to them, beyond what the request itself accounts for.
+const ECHO_SLACK: usize = 1024 * 1024;
+
+/// The largest body that can be the `/echo` of `case`'s request: every byte
+/// of the request at most 6 bytes once in JSON (`\u00XX`; base64 of the
+/// body takes 4/3), and [`ECHO_SLACK`]. A larger body is not parsed: it
+/// cannot be the echo, and parsing it would cost several times its size in
+/// memory that no budget counts, in every delivery at once.
+fn echo_limit(case: &CaseFile) -> usize {
+    let request: usize = case.send.iter().map(Vec::len).sum();
+    request.saturating_mul(6).saturating_add(ECHO_SLACK)
+}
+
 /// Whether `observation` matches `outcome`; if not, why.
 /// `persistence_case`: the case is about persistence itself (`http/persistence/`),
 /// so an announced close does not stand in for a kept connection.
+/// `echo_limit`: the largest body read as an `/echo` (see [`echo_limit`]).
 pub fn matches(
     outcome: &Outcome,
     observation: &Observation,
     persistence_case: bool,
+    echo_limit: usize,
 ) -> Result<(), String> {
     let first = observation.responses.first();
     // Outside the persistence cases, a server that says it will close
@@ -89,6 +105,13 @@ pub fn matches(
         let Some(response) = first else {
             return Err("no response to read the echo from".into());
         };
+        if response.body.len() > echo_limit {
+            return Err(format!(
+                "status {}: the body ({} bytes) is larger than an /echo of this request can be",
+                response.status,
+                response.body.len()
+            ));
+        }
         let echo: serde_json::Map<String, serde_json::Value> =
             match serde_json::from_slice(&response.body) {
                 Ok(serde_json::Value::Object(map)) => map,
@@ -144,9 +167,10 @@ pub fn matches(
 /// The grade of one observation, with the reason when it did not pass.
 pub fn grade(case: &CaseFile, observation: &Observation) -> (Verdict, Option<String>) {
     let persistence = case.id.starts_with("http/persistence/");
+    let limit = echo_limit(case);
     let mut reasons = Vec::new();
     for outcome in &case.pass {
-        match matches(outcome, observation, persistence) {
+        match matches(outcome, observation, persistence, limit) {
             Ok(()) => return (Verdict::Pass, None),
             Err(reason) => reasons.push(reason),
         }
@@ -154,7 +178,7 @@ pub fn grade(case: &CaseFile, observation: &Observation) -> (Verdict, Option<Str
     if case
         .warn
         .iter()
-        .any(|outcome| matches(outcome, observation, persistence).is_ok())
+        .any(|outcome| matches(outcome, observation, persistence, limit).is_ok())
     {
         return (Verdict::Warn, Some(reasons.join("; ")));
     }
@@ -168,7 +192,7 @@ pub fn grade(case: &CaseFile, observation: &Observation) -> (Verdict, Option<Str
         && case
             .pass
             .iter()
-            .any(|outcome| matches(outcome, observation, false).is_ok())
+            .any(|outcome| matches(outcome, observation, false, limit).is_ok())
     {
         return (
             Verdict::Warn,
@@ -223,6 +247,7 @@ mod tests {
             trailers: Vec::new(),
             framing: Framing::ContentLength(0),
             head_raw: Vec::new(),
+            held: Default::default(),
         }
     }
 
@@ -288,6 +313,31 @@ mod tests {
             Some(ConnectionState::Closed),
         );
         assert_eq!(grade(&persistence, &observation).0, expected);
+    }
+
+    #[rstest]
+    #[case::as_large_as_an_echo_can_be(0, Verdict::Pass)]
+    #[case::larger(1, Verdict::Fail)]
+    fn an_echo_larger_than_the_request_allows_is_not_parsed(
+        #[case] past_the_limit: usize,
+        #[case] expected: Verdict,
+    ) {
+        let echo = case(
+            "gateway/x",
+            "MUST",
+            "[[expect.pass]]\nstatus = 200\n[expect.pass.echo]\nREQUEST_METHOD = 'GET'\n",
+        );
+        let mut answer = response(200, None);
+        let frame = r#"{"REQUEST_METHOD": "GET", "padding": ""}"#;
+        let padding = "a".repeat(echo_limit(&echo) - frame.len() + past_the_limit);
+        answer.body =
+            format!(r#"{{"REQUEST_METHOD": "GET", "padding": "{padding}"}}"#).into_bytes();
+        let (verdict, reason) = grade(&echo, &seen(vec![answer], None));
+        assert_eq!(verdict, expected, "{reason:?}");
+        if expected == Verdict::Fail {
+            let reason = reason.unwrap_or_default();
+            assert!(reason.contains("larger than an /echo"), "{reason}");
+        }
     }
 
     #[test]

@@ -238,6 +238,8 @@ pub struct GroupChild {
     stderr: Option<JoinHandle<Vec<u8>>>,
     /// Set once the child was reaped; its pid (= pgid) may be reused after that.
     status: Option<ExitStatus>,
+    /// The child's peak resident set in KiB, from `wait4` when it was reaped.
+    peak_rss_kb: Option<u64>,
 }
 
 impl GroupChild {
@@ -280,6 +282,7 @@ impl GroupChild {
             stdout,
             stderr,
             status: None,
+            peak_rss_kb: None,
         }
     }
 
@@ -303,13 +306,47 @@ impl GroupChild {
             if let Some(status) = self.status {
                 return Some(status);
             }
-            match self.child.try_wait() {
-                Ok(Some(status)) => self.status = Some(status),
-                Ok(None) if Instant::now() < deadline => thread::sleep(POLL),
-                Ok(None) => return None,
-                Err(e) => panic!("waiting for pid {}: {e}", self.pid()),
+            match self.try_reap() {
+                Some(status) => self.status = Some(status),
+                None if Instant::now() < deadline => thread::sleep(POLL),
+                None => return None,
             }
         }
+    }
+
+    /// Reaps the child if it has exited, with `wait4`, which also gives its
+    /// peak resident set (`ru_maxrss`) as the kernel counted it: exact, not
+    /// sampled, so a peak between two polls cannot be missed. It is the
+    /// largest of the child and of the descendants it reaped itself (for
+    /// the harness, its servers: never their sum), so for a harness larger
+    /// than its servers it is the harness's own. Once reaped here, `Child`
+    /// must not wait again (the pid may be reused): `status` says so.
+    fn try_reap(&mut self) -> Option<ExitStatus> {
+        let mut raw = 0;
+        // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+        let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 writes only to the two out-parameters, which live
+        // across the call; the pid is our unreaped child's.
+        let reaped =
+            unsafe { nix::libc::wait4(self.pid(), &mut raw, nix::libc::WNOHANG, &mut usage) };
+        match reaped {
+            0 => None,
+            pid if pid == self.pid() => {
+                // Linux reports ru_maxrss in KiB.
+                self.peak_rss_kb = u64::try_from(usage.ru_maxrss).ok();
+                Some(ExitStatus::from_raw(raw))
+            }
+            _ => panic!(
+                "waiting for pid {}: {}",
+                self.pid(),
+                std::io::Error::last_os_error()
+            ),
+        }
+    }
+
+    /// The child's peak resident set in KiB, once it was reaped.
+    pub fn peak_rss_kb(&self) -> Option<u64> {
+        self.peak_rss_kb
     }
 
     /// What the child wrote, once it has exited and its pipes are closed.
@@ -475,6 +512,7 @@ impl HarnessRun {
                 stderr,
             },
             elapsed,
+            peak_rss_kb: child.peak_rss_kb(),
         }
     }
 }
@@ -488,6 +526,8 @@ pub struct Outcome {
     pub output: Output,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// The harness's peak resident set in KiB (see [`GroupChild::peak_rss_kb`]).
+    pub peak_rss_kb: Option<u64>,
 }
 
 impl Outcome {
@@ -499,6 +539,15 @@ impl Outcome {
     /// Stderr as text.
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// The harness's peak resident set in MB (10^6 bytes); panics if it
+    /// was not measured.
+    pub fn peak_rss_mb(&self) -> f64 {
+        let kb = self
+            .peak_rss_kb
+            .unwrap_or_else(|| panic!("no peak RSS for {:?}", self.args));
+        kb as f64 * 1024.0 / 1e6
     }
 
     /// The exit code; panics (with the output) if the harness died of a signal.
@@ -717,6 +766,28 @@ impl Drop for TempPath {
     fn drop(&mut self) {
         // Absent when the test failed before the file was written.
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A folder in the temp dir, unique per process and name, created empty and
+/// removed with what it holds on drop, panics included.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A fresh, empty folder for `name`.
+    pub fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("h5-{}-{name}", std::process::id()));
+        // Left by an earlier process with the same pid, if at all.
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
