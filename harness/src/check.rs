@@ -74,6 +74,10 @@ impl fmt::Display for Verdict {
 /// each check's shape.
 pub type Figures = serde_json::Map<String, serde_json::Value>;
 
+/// Where a unit of work sends each result as it ends: the one way results
+/// travel from the checks and the cases to the run, from any thread.
+pub type Emit<'a> = &'a (dyn Fn(CheckResult) + Sync);
+
 /// What one check found.
 ///
 /// Built with the builder-style helpers:
@@ -127,6 +131,14 @@ pub(crate) fn duration_ms(duration: Duration) -> u64 {
 }
 
 impl CheckResult {
+    /// Under `--strict`, a warning is a failure, and its summary says why.
+    pub fn make_strict(&mut self) {
+        if self.verdict == Verdict::Warn {
+            self.verdict = Verdict::Fail;
+            self.summary.push_str(" (strict)");
+        }
+    }
+
     /// The figures on one line, `key=value` with strings unquoted
     /// (`model=pre-fork`, not `model="pre-fork"`).
     pub fn figures_line(&self) -> String {
@@ -220,9 +232,8 @@ impl CheckResult {
 /// `" (strict)"` appended to its summary so the user sees why a mere SHOULD
 /// failed the run.
 pub fn apply_strict(results: &mut [CheckResult]) {
-    for result in results.iter_mut().filter(|r| r.verdict == Verdict::Warn) {
-        result.verdict = Verdict::Fail;
-        result.summary.push_str(" (strict)");
+    for result in results {
+        result.make_strict();
     }
 }
 

@@ -11,10 +11,20 @@
 
 use std::time::{Duration, Instant};
 
-use crate::checks::Answers;
 use crate::client::{ClientError, Conn, Framing};
 use crate::target::ServerInstance;
 use crate::timed::REQUEST_TIMEOUT;
+
+/// How many answers a check needs from one server instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answers {
+    /// None: it watches processes and sockets only.
+    NotNeeded,
+    /// At least the first request answered.
+    One,
+    /// Request after request answered: a load.
+    Many,
+}
 
 /// How long after a complete response the server has to close the
 /// connection it was asked to close.
@@ -175,7 +185,7 @@ impl Habits {
                 ));
             }
         }
-        if crate::checks::poll_until(EXIT_WATCH, || !server.is_alive()) {
+        if crate::poll::poll_until(EXIT_WATCH, || !server.is_alive()) {
             habits.survives = false;
             let status = server
                 .exit_status()

@@ -24,7 +24,10 @@
 //! - [`baseline`]: known-failure lists (`--baseline`, `--write-baseline`).
 //! - [`files`]: the user's files checked before use: bounded reads of regular
 //!   files only, output paths writable before the run.
-//! - [`runner`]: runs the groups in parallel, each on a fresh server.
+//! - [`runner`]: the one executor: learns the server, then runs every check
+//!   and group of cases in parallel, each on servers of its own.
+//! - [`slot`]: a server slot, started on first use and again when it died.
+//! - [`poll`]: polling until a deadline, jobs side by side, a work queue.
 //! - [`report`]: human, JSON and JUnit reporters over one event stream.
 
 pub mod baseline;
@@ -42,11 +45,13 @@ pub mod fuzz;
 pub mod habits;
 pub mod interrupt;
 pub mod model;
+pub mod poll;
 pub mod probe;
 pub mod procfs;
 pub mod report;
 pub mod runner;
 pub mod select;
+pub mod slot;
 pub mod target;
 pub mod timed;
 pub mod tree;

@@ -261,7 +261,7 @@ fn complete_gently(streams: &mut [(TcpStream, bool)]) {
         let _ = stream.write_all(timed::completion_of(sent));
     }
     let deadline = Instant::now() + Duration::from_secs(1);
-    crate::checks::in_parallel(streams.len(), |i| {
+    crate::poll::in_parallel(streams.len(), |i| {
         let mut stream = &streams[i].0;
         let mut buf = [0u8; 4096];
         loop {

@@ -150,7 +150,7 @@ impl Capabilities {
         // The routes are asked at once: a server that answers none of them
         // costs one timeout, not four. The two /sleep requests go one after
         // the other, so that neither waits behind the other.
-        let statuses = crate::checks::in_parallel(Route::ALL.len(), |i| match Route::ALL[i] {
+        let statuses = crate::poll::in_parallel(Route::ALL.len(), |i| match Route::ALL[i] {
             Route::Sleep => probe_sleep(addr),
             Route::Echo => probe_echo(addr, close_gap),
             Route::Pid => probe_pid(addr, pid, close_gap),

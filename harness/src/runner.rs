@@ -7,18 +7,18 @@
 //! measurements. The longest checks start first, and one that needs nothing
 //! learned (`fds/leak`) starts while the rest is being learned.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{mpsc, Mutex, OnceLock};
+use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::cases::run::CaseRun;
 use crate::cases::CaseFile;
-use crate::check::{apply_strict, CheckResult, TargetInfo, Totals};
-use crate::checks::{catalog, CheckDef, Ctx, Settings};
+use crate::check::{CheckResult, Emit, TargetInfo, Totals};
+use crate::checks::{catalog, lifecycle, CheckDef, Ctx, Settings};
 use crate::habits::{Habits, CLOSE_GAP};
 use crate::interrupt;
 use crate::model::{classify, observe_idle, Model, ModelReport};
+use crate::poll;
 use crate::probe::Capabilities;
 use crate::report::{Event, Reporter};
 use crate::select::Selection;
@@ -63,11 +63,29 @@ pub fn shard_of(id: &str, n: u32) -> u32 {
     (hash % u64::from(n.max(1))) as u32 + 1
 }
 
-/// A unit of work for one worker: checks or a group of cases, on their own
-/// server instance.
+/// A unit of work for one worker of the run's one queue: a process check on
+/// a server of its own, or a group of cases, which runs the way a check does
+/// (on servers of its own, its results sent as they end) through
+/// [`CaseRun`].
 enum Work<'a> {
-    Checks(Vec<CheckDef>),
+    Check(CheckDef),
     Cases(Vec<&'a CaseFile>),
+}
+
+impl Work<'_> {
+    /// Runs the unit with what was learned, sending each result to `emit`.
+    fn run(&self, config: &RunConfig, learned: &Learned, emit: Emit<'_>) {
+        match self {
+            Work::Check(check) => emit(run_check(check, config, learned)),
+            Work::Cases(cases) => CaseRun {
+                spec: &config.spec,
+                caps: &learned.caps,
+                model: learned.model.model,
+                habits: &learned.habits,
+            }
+            .run(cases, emit),
+        }
+    }
 }
 
 /// What a run produced.
@@ -155,19 +173,36 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
     let (early, checks_later): (Vec<CheckDef>, Vec<CheckDef>) = checks
         .iter()
         .partition(|c| early_ok && jobs > 1 && EARLY.contains(&c.id));
-    let unknown_caps = Capabilities::default();
-    let unknown_model = ModelReport::assumed(Model::Unknown);
-    let unknown_habits = Habits::assumed();
+    // What the early checks run with: nothing learned yet.
+    let assumed = Learned {
+        model: ModelReport::assumed(Model::Unknown),
+        habits: Habits::assumed(),
+        caps: Capabilities::default(),
+        pid: 0,
+    };
     let learned_cell: OnceLock<Learned> = OnceLock::new();
-    let queue: Mutex<VecDeque<Work<'_>>> = Mutex::new(VecDeque::new());
     let (sender, receiver) = mpsc::channel::<CheckResult>();
     let mut results = Vec::new();
     let mut report_error = None;
+    let stop = || interrupt::interrupted().is_some();
     let started_or_not = std::thread::scope(|scope| {
-        for check in &early {
+        {
             let sender = sender.clone();
-            let (caps, model, habits) = (&unknown_caps, &unknown_model, &unknown_habits);
-            scope.spawn(move || run_group(&[*check], config, caps, model, habits, &sender));
+            let assumed = &assumed;
+            scope.spawn(move || {
+                let emit = |result| {
+                    // The receiver lives until every worker is done.
+                    let _ = sender.send(result);
+                };
+                let early = early.into_iter().map(Work::Check);
+                poll::work_through(
+                    early,
+                    usize::MAX,
+                    &stop,
+                    || (),
+                    |_, unit| unit.run(config, assumed, &emit),
+                );
+            });
         }
         // Before any other check: can the server start at all, how is it
         // built, what does it do with a plain request, and which routes does
@@ -207,7 +242,7 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
         // Then the cases, split by their first id segment (http, gateway).
         let mut ordered = checks_later.clone();
         ordered.sort_by_key(|c| !LONGEST.contains(&c.id));
-        let mut work: Vec<Work<'_>> = ordered.into_iter().map(|c| Work::Checks(vec![c])).collect();
+        let mut work: Vec<Work<'_>> = ordered.into_iter().map(Work::Check).collect();
         let mut case_groups: Vec<Vec<&CaseFile>> = Vec::new();
         for case in &cases {
             let group = case.id.split('/').next();
@@ -220,46 +255,27 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
             }
         }
         work.extend(case_groups.into_iter().map(Work::Cases));
-        if let Ok(mut queue) = queue.lock() {
-            queue.extend(work);
-        }
-        for _ in 0..jobs {
+        {
+            // After an interrupt nothing new starts: its servers would be
+            // refused anyway, and the run is being cut short.
             let sender = sender.clone();
-            let queue = &queue;
-            let (caps, model, habits) = (&learned.caps, &learned.model, &learned.habits);
-            scope.spawn(move || loop {
-                // After an interrupt nothing new starts: its servers would
-                // be refused anyway, and the run is being cut short.
-                if interrupt::interrupted().is_some() {
-                    return;
-                }
-                let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
-                match next {
-                    None => return,
-                    Some(Work::Checks(group)) => {
-                        run_group(&group, config, caps, model, habits, &sender)
-                    }
-                    Some(Work::Cases(cases)) => {
-                        let sender = Mutex::new(sender.clone());
-                        let run = CaseRun {
-                            spec: &config.spec,
-                            caps,
-                            model: model.model,
-                            habits,
-                        };
-                        run.run(&cases, &|result| {
-                            // The receiver lives until every worker is done.
-                            if let Ok(sender) = sender.lock() {
-                                let _ = sender.send(result);
-                            }
-                        });
-                    }
-                }
+            scope.spawn(move || {
+                let emit = |result| {
+                    let _ = sender.send(result);
+                };
+                poll::work_through(
+                    work,
+                    jobs,
+                    &stop,
+                    || (),
+                    |_, unit| unit.run(config, learned, &emit),
+                );
             });
         }
         drop(sender);
         // Results stream to the reporters as they arrive (the early ones
-        // waited in the channel for the header). After an interrupt, once
+        // waited in the channel for the header), `--strict` already applied
+        // so that a line and the summary agree. After an interrupt, once
         // the servers are stopped, what has not finished is reported as
         // interrupted and the reports are written at once: the checks still
         // running are not waited for (the interrupt thread ends the process).
@@ -274,9 +290,12 @@ pub fn run(config: &RunConfig, reporter: &mut dyn Reporter) -> Result<RunOutcome
                 interrupt::reports_written();
             }
             match receiver.recv_timeout(INTERRUPT_POLL) {
-                Ok(result) => {
+                Ok(mut result) => {
                     if interrupt::interrupted().is_some() {
                         continue;
+                    }
+                    if config.strict {
+                        result.make_strict();
                     }
                     if report_error.is_none() {
                         if let Err(error) = reporter.event(&Event::CheckFinished(&result)) {
@@ -464,48 +483,44 @@ fn learn_on_two(spec: &TargetSpec) -> Result<Learned, StartError> {
     })
 }
 
-/// Runs one group's checks, in order, on one server instance.
-fn run_group(
-    group: &[CheckDef],
-    config: &RunConfig,
-    caps: &Capabilities,
-    model: &ModelReport,
-    habits: &Habits,
-    sender: &mpsc::Sender<CheckResult>,
-) {
+/// Runs one process check on a server instance of its own, started when
+/// the check first asks for it.
+fn run_check(check: &CheckDef, config: &RunConfig, learned: &Learned) -> CheckResult {
+    let Learned {
+        caps,
+        model,
+        habits,
+        ..
+    } = learned;
     let mut ctx = Ctx::new(&config.spec, caps, model, habits, &config.settings);
-    for check in group {
-        let started = Instant::now();
-        let mut result = if let Some(reason) = caps.skip_reason(check.needs) {
-            check.blank_result().skip(reason)
-        } else if let Some(reason) = habits.shortfall(check.answers) {
+    let started = Instant::now();
+    let mut result = if let Some(reason) = caps.skip_reason(check.needs) {
+        check.blank_result().skip(reason)
+    } else if let Some(reason) = habits.shortfall(check.answers) {
+        check
+            .blank_result()
+            .error(format!("precondition failed: {reason}"))
+    } else {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (check.run)(&mut ctx, check.blank_result())
+        }));
+        run.unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
             check
                 .blank_result()
-                .error(format!("precondition failed: {reason}"))
-        } else {
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                (check.run)(&mut ctx, check.blank_result())
-            }));
-            run.unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                check
-                    .blank_result()
-                    .error(format!("harness bug: the check panicked: {message}"))
-            })
-        };
-        // A server that died during a check: whatever the verdict, the
-        // result says so, with the status, the stderr and a hint for the
-        // cause; the next check gets a fresh server.
-        if let Some(death) = ctx.take_death() {
-            result = death.record(result);
-        }
-        // The receiver lives until every worker is done.
-        let _ = sender.send(result.with_duration(started.elapsed()));
+                .error(format!("harness bug: the check panicked: {message}"))
+        })
+    };
+    // A server that died during the check: whatever the verdict, the result
+    // says so, with the status, the stderr and a hint for the cause.
+    if let Some(death) = ctx.take_death() {
+        result = death.record(result);
     }
+    result.with_duration(started.elapsed())
 }
 
 /// The server could not start: one failed `lifecycle/startup`, and the run stops.
@@ -530,7 +545,7 @@ fn startup_failure(
             planned: 1,
         })
         .map_err(RunError::Report)?;
-    let startup = crate::checks::lifecycle::CHECKS[0];
+    let startup = lifecycle::STARTUP;
     let mut result = startup
         .blank_result()
         .figure(
@@ -550,15 +565,12 @@ fn startup_failure(
 
 fn finish(
     config: &RunConfig,
-    mut results: Vec<CheckResult>,
+    results: Vec<CheckResult>,
     start_error: Option<StartError>,
     started: Instant,
     interrupted: Option<nix::sys::signal::Signal>,
     reporter: &mut dyn Reporter,
 ) -> Result<RunOutcome, RunError> {
-    if config.strict {
-        apply_strict(&mut results);
-    }
     let totals = Totals::tally(&results);
     reporter
         .event(&Event::RunFinished {

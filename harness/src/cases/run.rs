@@ -28,12 +28,15 @@ use std::time::{Duration, Instant};
 use super::grade::grade;
 use super::observe::{observe, Observation, Plan};
 use super::CaseFile;
-use crate::check::{CheckResult, Verdict};
+use crate::check::{CheckResult, Emit, Verdict};
 use crate::death::Death;
 use crate::habits::{Habits, CLOSE_GAP};
+use crate::interrupt;
 use crate::model::Model;
+use crate::poll;
 use crate::probe::Capabilities;
-use crate::target::{ServerInstance, StartError, TargetSpec};
+use crate::slot::Slot;
+use crate::target::{StartError, TargetSpec};
 
 /// How long one delivery waits for each response.
 pub const RESPONSE_WAIT: Duration = Duration::from_secs(2);
@@ -101,65 +104,49 @@ pub struct CaseRun<'a> {
     pub habits: &'a Habits,
 }
 
-/// One server slot: the instance the deliveries use, restarted when it
-/// dies, or started afresh for each delivery.
+/// Where a worker's deliveries go: a [`Slot`], shared by the workers or
+/// their own, whose instance is kept while it lives or started afresh for
+/// each delivery.
 struct Host<'a> {
-    spec: &'a TargetSpec,
-    habits: &'a Habits,
     fresh_each: bool,
-    /// The instance and how many times one was started.
-    server: Mutex<(Option<ServerInstance>, u64)>,
+    slot: Mutex<Slot<'a>>,
 }
 
 impl<'a> Host<'a> {
     fn new(spec: &'a TargetSpec, habits: &'a Habits, fresh_each: bool) -> Host<'a> {
         Host {
-            spec,
-            habits,
             fresh_each,
-            server: Mutex::new((None, 0)),
+            slot: Mutex::new(Slot::new(spec, habits)),
         }
     }
 
     /// The address and generation to deliver to, starting an instance if
     /// none runs (or, for a fresh-each host, always).
     fn current(&self) -> Result<(SocketAddr, u64), StartError> {
-        let mut guard = self.server.lock().unwrap_or_else(|p| p.into_inner());
-        let reuse = !self.fresh_each && guard.0.as_mut().is_some_and(|s| s.is_alive());
-        if !reuse {
-            // Dropping the old instance tears it down before the next starts.
-            guard.0 = None;
-            let server = ServerInstance::start(self.spec)?;
-            if !self.fresh_each {
-                self.habits.warm_up(&server);
-            }
-            guard.0 = Some(server);
-            guard.1 += 1;
-        }
-        // Started above when it was missing.
-        let addr = guard
-            .0
-            .as_ref()
-            .map(|s| s.addr())
-            .expect("a server was just started");
-        Ok((addr, guard.1))
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let addr = if self.fresh_each {
+            slot.fresh()?.addr()
+        } else {
+            slot.server()?.addr()
+        };
+        Ok((addr, slot.generation()))
     }
 
     /// Whether the instance of `generation` died, from its exit status
     /// alone; watched for [`DEATH_WATCH`] when the connection ended
     /// abruptly.
     fn death(&self, generation: u64, abrupt: bool) -> Option<Death> {
-        let mut guard = self.server.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.1 != generation {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.generation() != generation {
             // Another worker found it dead and started the next one.
             return Some(Death {
                 status: "exited".into(),
                 stderr: Vec::new(),
             });
         }
-        let server = guard.0.as_mut()?;
+        let server = slot.current()?;
         let dead = if abrupt {
-            crate::checks::poll_until(DEATH_WATCH, || !server.is_alive())
+            crate::poll::poll_until(DEATH_WATCH, || !server.is_alive())
         } else {
             !server.is_alive()
         };
@@ -220,57 +207,47 @@ impl CaseRun<'_> {
     /// A case that was running on a shared server when it died is run again
     /// alone, so that the case that kills the server is the one reported
     /// with "server exited".
-    pub fn run(&self, cases: &[&CaseFile], emit: &(dyn Fn(CheckResult) + Sync)) {
+    pub fn run(&self, cases: &[&CaseFile], emit: Emit<'_>) {
         let isolation = Isolation::for_server(self.model, self.habits);
         let shared = Host::new(self.spec, self.habits, false);
-        let queue = Mutex::new(
-            cases
-                .iter()
-                .copied()
-                .collect::<std::collections::VecDeque<_>>(),
-        );
         let retry = Mutex::new(Vec::new());
         let stall = Stall::default();
         let workers = match isolation {
             Isolation::Shared => WORKERS,
             Isolation::PerWorker | Isolation::PerDelivery => POOL,
         };
-        std::thread::scope(|scope| {
-            for _ in 0..workers.min(cases.len()) {
-                scope.spawn(|| {
-                    let own;
-                    let host = match isolation {
-                        Isolation::Shared => &shared,
-                        Isolation::PerWorker => {
-                            own = Host::new(self.spec, self.habits, false);
-                            &own
-                        }
-                        Isolation::PerDelivery => {
-                            own = Host::new(self.spec, self.habits, true);
-                            &own
-                        }
-                    };
-                    loop {
-                        let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
-                        let Some(case) = next else { return };
-                        if let Some(reason) = self.skip_reason(case, &stall, host) {
-                            emit(blank(case).skip(reason));
-                            continue;
-                        }
-                        match self.run_one(host, isolation, false, &stall, case) {
-                            CaseEnd::Done(result) => emit(result),
-                            CaseEnd::ServerDied => {
-                                retry.lock().unwrap_or_else(|p| p.into_inner()).push(case)
-                            }
-                        }
+        // Each worker's host: the shared one, or one of its own.
+        let host_of_worker = || match isolation {
+            Isolation::Shared => None,
+            Isolation::PerWorker => Some(Host::new(self.spec, self.habits, false)),
+            Isolation::PerDelivery => Some(Host::new(self.spec, self.habits, true)),
+        };
+        poll::work_through(
+            cases.iter().copied(),
+            workers,
+            &|| interrupt::interrupted().is_some(),
+            host_of_worker,
+            |own, case| {
+                let host = own.as_ref().unwrap_or(&shared);
+                if let Some(reason) = self.skip_reason(case, &stall, host) {
+                    emit(blank(case).skip(reason));
+                    return;
+                }
+                match self.run_one(host, isolation, false, &stall, case) {
+                    CaseEnd::Done(result) => emit(result),
+                    CaseEnd::ServerDied => {
+                        retry.lock().unwrap_or_else(|p| p.into_inner()).push(case)
                     }
-                });
-            }
-        });
+                }
+            },
+        );
         // Alone, one after another: whatever kills the server now is the culprit.
         let mut retry = retry.into_inner().unwrap_or_else(|p| p.into_inner());
         retry.sort_by(|a, b| a.id.cmp(&b.id));
         for case in retry {
+            if interrupt::interrupted().is_some() {
+                return;
+            }
             if let CaseEnd::Done(result) = self.run_one(&shared, isolation, true, &stall, case) {
                 emit(result);
             }

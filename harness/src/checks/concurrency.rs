@@ -10,8 +10,9 @@ use std::net::TcpStream;
 use std::sync::Barrier;
 use std::time::Duration;
 
-use super::{in_parallel, load, start_failed, Answers, CheckDef, Ctx};
+use super::{load, start_failed, Answers, CheckDef, Ctx};
 use crate::check::CheckResult;
+use crate::poll::in_parallel;
 use crate::probe::Route;
 use crate::timed;
 
@@ -238,7 +239,7 @@ fn empty_connection_ends(ctx: &mut Ctx<'_>, addr: std::net::SocketAddr) -> Optio
     let connected = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     drop(connected);
     let server = ctx.server_if_running()?;
-    if !super::poll_until(EMPTY_WATCH, || !server.is_alive()) {
+    if !crate::poll::poll_until(EMPTY_WATCH, || !server.is_alive()) {
         return None;
     }
     // Taken by the runner, which adds the status and stderr as evidence.

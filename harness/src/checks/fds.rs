@@ -9,10 +9,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::{load, poll_until, start_failed, Answers, CheckDef, Ctx};
+use super::{load, start_failed, Answers, CheckDef, Ctx};
 use crate::census::{self, FdCount, ProcId};
 use crate::check::CheckResult;
 use crate::client::{self, Conn};
+use crate::poll::poll_until;
 use crate::probe::Route;
 use crate::procfs::{self, FdInfo};
 use crate::timed::REQUEST_TIMEOUT;
@@ -206,7 +207,7 @@ fn close_eof(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let mut missing = Vec::new();
     let mut unanswered = 0;
     // Both at once: a server that never answers costs one timeout.
-    let outcomes = super::in_parallel(probes.len(), |i| {
+    let outcomes = crate::poll::in_parallel(probes.len(), |i| {
         let mut conn = Conn::connect(addr, REQUEST_TIMEOUT)?;
         conn.send(probes[i].1)?;
         let deadline = Instant::now() + REQUEST_TIMEOUT;

@@ -9,27 +9,32 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{in_parallel, poll_until, start_failed, Answers, CheckDef, Ctx};
+use super::{start_failed, Answers, CheckDef, Ctx};
 use crate::census;
 use crate::check::CheckResult;
 use crate::client::Conn;
+use crate::poll::{in_parallel, poll_until};
 use crate::probe::Route;
 use crate::procfs;
 use crate::target::{ServerInstance, StartError};
 use crate::timed;
 
+/// `lifecycle/startup`: the check the run reports alone when the server
+/// cannot be started at all.
+pub const STARTUP: CheckDef = CheckDef {
+    id: "lifecycle/startup",
+    requirement: "The server starts and a process of it listens on the port within the startup \
+                  timeout; the time it takes is reported.",
+    hint: "Bind and listen before any slow initialisation, print nothing that needs input, and exit non-zero \
+           with a message on stderr when the address cannot be used.",
+    needs: &[],
+    answers: Answers::NotNeeded,
+    run: startup,
+};
+
 /// The checks of this group.
 pub const CHECKS: &[CheckDef] = &[
-    CheckDef {
-        id: "lifecycle/startup",
-        requirement: "The server starts and a process of it listens on the port within the startup \
-                      timeout; the time it takes is reported.",
-        hint: "Bind and listen before any slow initialisation, print nothing that needs input, and exit non-zero \
-               with a message on stderr when the address cannot be used.",
-        needs: &[],
-        answers: Answers::NotNeeded,
-        run: startup,
-    },
+    STARTUP,
     CheckDef {
         id: "lifecycle/reuseaddr",
         requirement: "After connections that leave TIME_WAIT behind, the server stopped and started again at \

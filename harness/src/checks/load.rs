@@ -8,9 +8,9 @@
 use std::net::SocketAddr;
 use std::sync::Barrier;
 
-use super::in_parallel;
 use crate::check::CheckResult;
 use crate::client::BodyEnd;
+use crate::poll::in_parallel;
 use crate::timed::{self, get_request, Pending, Timed, REQUEST_TIMEOUT};
 
 /// What a load did.

@@ -20,11 +20,12 @@ pub mod signals;
 use std::time::Duration;
 
 pub use crate::death::{exit_details, stderr_excerpt, Death};
-use crate::habits::Habits;
+use crate::habits::{Answers, Habits};
 
 use crate::check::CheckResult;
 use crate::model::ModelReport;
 use crate::probe::{Capabilities, Route};
+use crate::slot::Slot;
 use crate::target::{ServerInstance, StartError, TargetSpec};
 
 /// Settings that shape the load the checks apply.
@@ -46,17 +47,6 @@ impl Default for Settings {
             settle: Duration::from_secs(2),
         }
     }
-}
-
-/// How many answers a check needs from one server instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Answers {
-    /// None: it watches processes and sockets only.
-    NotNeeded,
-    /// At least the first request answered.
-    One,
-    /// Request after request answered: a load.
-    Many,
 }
 
 /// One process check, as the catalog lists it.
@@ -114,8 +104,8 @@ pub struct Ctx<'a> {
     pub habits: &'a Habits,
     /// Load settings.
     pub settings: &'a Settings,
-    /// The group's server, if started and not yet stopped.
-    instance: Option<ServerInstance>,
+    /// The group's server slot.
+    slot: Slot<'a>,
     /// How the group's server died during the current check, once a check
     /// has noticed; taken by the runner when the check ends.
     death: Option<Death>,
@@ -136,51 +126,39 @@ impl<'a> Ctx<'a> {
             model,
             habits,
             settings,
-            instance: None,
+            slot: Slot::new(spec, habits),
             death: None,
         }
     }
 
     /// The group's server, started (or restarted, if it died) on demand.
     pub fn server(&mut self) -> Result<&mut ServerInstance, StartError> {
-        let dead = match self.instance.as_mut() {
-            Some(instance) => !instance.is_alive(),
-            None => true,
-        };
-        if dead {
-            // Dropping a dead instance reaps it and kills what is left of its group.
-            self.instance = None;
-            let instance = ServerInstance::start(self.spec)?;
-            self.habits.warm_up(&instance);
-            self.instance = Some(instance);
-        }
-        // Just set above when it was missing.
-        Ok(self.instance.as_mut().expect("instance was just started"))
+        self.slot.server()
     }
 
     /// The group's server as it is, without starting or restarting it.
     pub fn server_if_running(&mut self) -> Option<&mut ServerInstance> {
-        self.instance.as_mut()
+        self.slot.current()
     }
 
     /// Takes the group's server out of the context (to stop or restart it).
     pub fn take_server(&mut self) -> Option<ServerInstance> {
-        self.instance.take()
+        self.slot.take()
     }
 
     /// Puts a server back as the group's server.
     pub fn set_server(&mut self, instance: ServerInstance) {
-        self.instance = Some(instance);
+        self.slot.put(instance);
     }
 
     /// Whether the group's server died during this check (noticed by the
     /// check itself or now). A dead server is forgotten, so that the next
     /// check starts afresh, and its death is kept for [`Ctx::take_death`].
     pub fn died(&mut self) -> Option<&Death> {
-        if let Some(instance) = self.instance.as_mut() {
+        if let Some(instance) = self.slot.current() {
             if !instance.is_alive() {
                 self.death = Some(Death::of(instance));
-                self.instance = None;
+                self.slot.take();
             }
         }
         self.death.as_ref()
@@ -190,35 +168,6 @@ impl<'a> Ctx<'a> {
     pub fn take_death(&mut self) -> Option<Death> {
         self.died();
         self.death.take()
-    }
-}
-
-/// Runs `f` on `n` threads at once and collects the results in order.
-pub fn in_parallel<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    std::thread::scope(|scope| {
-        let f = &f;
-        let handles: Vec<_> = (0..n).map(|i| scope.spawn(move || f(i))).collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
-}
-
-/// Polls `condition` every 20 ms until it holds or `timeout` passes.
-pub fn poll_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

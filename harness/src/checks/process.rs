@@ -7,10 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::{load, poll_until, start_failed, Answers, CheckDef, Ctx};
+use super::{load, start_failed, Answers, CheckDef, Ctx};
 use crate::census::{self, Snapshot};
 use crate::check::CheckResult;
 use crate::model::Model;
+use crate::poll::poll_until;
 use crate::procfs::ProcStat;
 
 /// The checks of this group.

@@ -137,7 +137,7 @@ fn dead_or_failed(ctx: &mut Ctx<'_>, result: CheckResult, what: String) -> Check
     // A server killed by a signal closes its sockets before it is a zombie:
     // give a dying server a moment to finish dying before asking.
     if let Some(server) = ctx.server_if_running() {
-        let _ = super::poll_until(Duration::from_millis(500), || !server.is_alive());
+        let _ = crate::poll::poll_until(Duration::from_millis(500), || !server.is_alive());
     }
     let _ = ctx.died();
     // The runner adds the death's status, stderr and hint.

@@ -222,8 +222,7 @@ impl Target<'_> {
         let server = self.server.as_mut()?;
         if server.is_alive() {
             if suspect {
-                let _ =
-                    crate::checks::poll_until(Duration::from_millis(500), || !server.is_alive());
+                let _ = crate::poll::poll_until(Duration::from_millis(500), || !server.is_alive());
             }
             if server.is_alive() {
                 return None;
@@ -704,7 +703,7 @@ fn process_problems(target: &mut Target<'_>, baseline_fds: usize) -> Option<Stri
             .filter(|p| p.state == 'Z')
             .count()
     };
-    if !crate::checks::poll_until(Duration::from_secs(2), || zombies() == 0) {
+    if !crate::poll::poll_until(Duration::from_secs(2), || zombies() == 0) {
         return Some(format!(
             "{} zombie children of the server after a batch of cases",
             zombies()
@@ -712,7 +711,7 @@ fn process_problems(target: &mut Target<'_>, baseline_fds: usize) -> Option<Stri
     }
     let fds = || procfs::fd_count(pid).unwrap_or(0);
     if baseline_fds > 0
-        && !crate::checks::poll_until(Duration::from_secs(2), || {
+        && !crate::poll::poll_until(Duration::from_secs(2), || {
             fds() <= baseline_fds + FD_TOLERANCE
         })
     {
