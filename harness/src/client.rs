@@ -886,7 +886,7 @@ impl Conn {
 
     /// Waits for the server to close the connection. `Ok(true)`: end of file
     /// seen; `Ok(false)`: `deadline` passed first. Bytes arriving meanwhile
-    /// are kept in [`Conn::leftover`], the first [`MAX_STRAY`] of them as far
+    /// are kept in [`Conn::leftover`], the first `MAX_STRAY` of them as far
     /// as the budget allows; the rest are read and dropped. A reset is
     /// `Err(Reset)`.
     pub fn wait_eof(&mut self, deadline: Instant) -> Result<bool, ClientError> {

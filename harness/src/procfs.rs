@@ -384,7 +384,7 @@ pub fn socket_inode(info: &FdInfo) -> Option<u64> {
 /// The value of the environment variable `name` as `pid` was started with
 /// (`/proc/PID/environ`), or `None`: not set, the process is gone or a
 /// zombie (whose environment is freed), or not ours to read. At most
-/// [`MAX_ENVIRON`] bytes are read, so a huge environment cannot grow our memory.
+/// `MAX_ENVIRON` bytes are read, so a huge environment cannot grow our memory.
 pub fn environ_var(pid: i32, name: &str) -> Option<Vec<u8>> {
     use std::io::Read;
     let file = std::fs::File::open(format!("/proc/{pid}/environ")).ok()?;

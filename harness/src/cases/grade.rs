@@ -25,7 +25,7 @@ fn echo_limit(case: &CaseFile) -> usize {
 /// Whether `observation` matches `outcome`; if not, why.
 /// `persistence_case`: the case is about persistence itself (`http/persistence/`),
 /// so an announced close does not stand in for a kept connection.
-/// `echo_limit`: the largest body read as an `/echo` (see [`echo_limit`]).
+/// `echo_limit`: the largest body read as an `/echo` (see `echo_limit`).
 pub fn matches(
     outcome: &Outcome,
     observation: &Observation,

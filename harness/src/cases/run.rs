@@ -2,9 +2,9 @@
 //! per case, on the server instances the server's behaviour calls for.
 //!
 //! What the run learned once (the process model, [`Habits`]) decides how:
-//! - a server that serves clients concurrently gets [`WORKERS`] deliveries at
+//! - a server that serves clients concurrently gets `WORKERS` deliveries at
 //!   once on one shared instance;
-//! - a server that serves one connection at a time gets [`POOL`] workers,
+//! - a server that serves one connection at a time gets `POOL` workers,
 //!   each with an instance of its own, so that no delivery queues behind
 //!   another's;
 //! - a server that exits after each request, or serves one connection at a
@@ -15,7 +15,7 @@
 //!
 //! Whether the server died is read from the leader's exit status, never by
 //! sending it a request: a case whose connection ended abruptly watches the
-//! leader for [`DEATH_WATCH`]. The time a case takes, that watch included,
+//! leader for `DEATH_WATCH`. The time a case takes, that watch included,
 //! is its `duration_ms`. A group whose server stops answering is asked once
 //! with a plain request; if that goes unanswered too, its remaining cases are
 //! skipped with the reason.
