@@ -1269,6 +1269,20 @@ mod tests {
     /// The tutorial's answer: bare LF, no Content-Length, body until close.
     const TUTORIAL: &[u8] = b"HTTP/1.1 200 OK\n\nHello, World!";
 
+    /// A connection to `addr` that has sent `request`.
+    fn sent(addr: SocketAddr, request: &[u8]) -> Conn {
+        let mut conn = Conn::connect(addr, T).expect("connect");
+        conn.send(request).expect("send");
+        conn
+    }
+
+    /// The next response on `conn`, within `T`.
+    fn next_response(conn: &mut Conn, head: bool) -> Response {
+        conn.read_response(Instant::now() + T, head)
+            .expect("read")
+            .expect("some")
+    }
+
     /// A GET to a canned server, read with [`Conn::read_received`]: what
     /// came, and what was left over in the buffer.
     fn receive(
@@ -1278,9 +1292,7 @@ mod tests {
         gap: Option<Duration>,
     ) -> (Received, Vec<u8>) {
         let (addr, h) = canned(reply, then);
-        let mut conn = Conn::connect(addr, T).expect("connect");
-        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("send");
+        let mut conn = sent(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         let received = conn
             .read_received(Instant::now() + wait, false, gap)
             .expect("read")
@@ -1326,13 +1338,8 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello",
             Then::Hold,
         );
-        let mut conn = Conn::connect(addr, T).expect("connect");
-        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("send");
-        let resp = conn
-            .read_response(Instant::now() + T, false)
-            .expect("read")
-            .expect("some");
+        let mut conn = sent(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        let resp = next_response(&mut conn, false);
         assert_eq!(
             (resp.version.as_str(), resp.status, resp.reason.as_str()),
             ("HTTP/1.1", 200, "OK")
@@ -1425,19 +1432,11 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nHTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
             Then::Hold,
         );
-        let mut conn = Conn::connect(addr, T).expect("connect");
-        conn.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("send");
-        let resp = conn
-            .read_response(Instant::now() + T, true)
-            .expect("read")
-            .expect("some");
+        let mut conn = sent(addr, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+        let resp = next_response(&mut conn, true);
         assert_eq!(resp.framing, Framing::NoBody);
         assert!(resp.body.is_empty());
-        let next = conn
-            .read_response(Instant::now() + T, false)
-            .expect("read")
-            .expect("some");
+        let next = next_response(&mut conn, false);
         assert_eq!(next.status, 204);
         drop(conn);
         h.join().expect("server thread");
@@ -1448,20 +1447,13 @@ mod tests {
         let reply: &'static [u8] =
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
         let (addr, h) = canned(reply, Then::Hold);
-        let mut conn = Conn::connect(addr, T).expect("connect");
-        conn.send(
+        let mut conn = sent(
+            addr,
             b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
-        )
-        .expect("send");
-        let interim = conn
-            .read_response(Instant::now() + T, false)
-            .expect("read")
-            .expect("some");
+        );
+        let interim = next_response(&mut conn, false);
         assert_eq!(interim.status, 100);
-        let last = conn
-            .read_response(Instant::now() + T, false)
-            .expect("read")
-            .expect("some");
+        let last = next_response(&mut conn, false);
         assert_eq!((last.status, last.body.as_slice()), (200, &b"ok"[..]));
         drop(conn);
         h.join().expect("server thread");
@@ -1486,9 +1478,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
             Then::Hold,
         );
-        let mut conn = Conn::connect(addr, T).expect("connect");
-        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("send");
+        let mut conn = sent(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         let err = conn
             .read_response(Instant::now() + Duration::from_millis(200), false)
             .expect_err("timeout");
@@ -1523,9 +1513,7 @@ mod tests {
         h.join().expect("server thread");
 
         let (addr, h) = canned(b"", Then::Close);
-        let mut conn = Conn::connect(addr, T).expect("connect");
-        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("send");
+        let mut conn = sent(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(conn
             .read_response(Instant::now() + T, false)
             .expect("clean close")
@@ -1667,9 +1655,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5000000\r\n",
             Then::Hold,
         );
-        let mut conn = Conn::connect(addr, T).expect("connect");
-        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("send");
+        let mut conn = sent(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         let received = conn
             .read_received(Instant::now() + T, false, None)
             .expect("the head came")
