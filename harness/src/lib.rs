@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line; [`exit`]: the exit codes.
-//! - [`target`]: launching the server in its own process group, readiness, teardown.
+//! - [`target`]: the target spec, launching the server in its own process
+//!   group, readiness, its output tail, teardown, and why a start failed.
 //! - [`tree`]: every process a server starts, found and stopped wherever it went.
 //! - [`interrupt`]: a stop signal never leaves a server behind nor loses results.
 //! - [`procfs`]: children, zombies, threads, descriptors and sockets from /proc.
@@ -53,5 +54,7 @@ pub mod runner;
 pub mod select;
 pub mod slot;
 pub mod target;
+#[cfg(test)]
+mod test_support;
 pub mod timed;
 pub mod tree;
