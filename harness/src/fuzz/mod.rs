@@ -228,7 +228,7 @@ impl Target<'_> {
                 return None;
             }
         }
-        let (status, tail) = crate::checks::exit_details(server);
+        let (status, tail) = crate::death::exit_details(server);
         Some(format!(
             "server exited ({status}); stderr: {}",
             tail.join(" | ")

@@ -1,5 +1,6 @@
 //! How starting or signalling the server can fail, in words a server's
-//! author can act on.
+//! author can act on, and the result a check reports when its server would
+//! not start.
 //!
 //! Each variant of [`StartError`] is one way startup failed and carries what
 //! a person needs to tell why: the command, the pid, the exit status, the
@@ -14,6 +15,8 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
+
+use crate::check::CheckResult;
 
 /// Describes an exit status for a person: `exit code 3`, `killed by signal 9 (SIGKILL)`.
 pub fn describe_status(status: &ExitStatus) -> String {
@@ -227,9 +230,20 @@ impl fmt::Display for SignalError {
     }
 }
 
+/// The result of a check (or a case) whose server could not be started: an
+/// error, with every line of `error` as evidence.
+pub fn start_failed(result: CheckResult, error: &StartError) -> CheckResult {
+    let mut result = result.error("the server could not be started for this check");
+    for line in error.to_string().lines() {
+        result = result.evidence(line.to_string());
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::Verdict;
 
     #[test]
     fn describe_status_names_codes_and_signals() {
@@ -241,5 +255,24 @@ mod tests {
             describe_status(&ExitStatus::from_raw(9)),
             "killed by signal 9 (SIGKILL)"
         );
+    }
+
+    #[test]
+    fn a_server_that_did_not_start_is_an_error_with_each_line_as_evidence() {
+        let error = StartError::Spawn {
+            command: "./server --port 9".into(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        };
+        let result = start_failed(
+            CheckResult::new("group/name", "requirement", "hint"),
+            &error,
+        );
+        assert_eq!(result.verdict, Verdict::Error);
+        assert_eq!(
+            result.summary,
+            "the server could not be started for this check"
+        );
+        assert_eq!(result.evidence.len(), 2, "{:?}", result.evidence);
+        assert!(result.evidence[1].contains("command: ./server --port 9"));
     }
 }

@@ -11,13 +11,14 @@
 //! - [`instance`]: the lifecycle: start, readiness, following a daemonizing
 //!   launcher, signals, teardown without hitting a stranger.
 //! - [`tail`]: the last lines of the server's stdout and stderr, bounded.
-//! - [`error`]: why a start or a signal failed, and an exit status in words.
+//! - [`error`]: why a start or a signal failed, an exit status in words, and
+//!   the result of a check whose server would not start.
 
 pub mod error;
 pub mod instance;
 pub mod spec;
 mod tail;
 
-pub use error::{describe_status, SignalError, StartError};
+pub use error::{describe_status, start_failed, SignalError, StartError};
 pub use instance::{ServerInstance, Termination};
 pub use spec::{PortChoice, TargetSpec};
