@@ -3,6 +3,7 @@
 //! ```text
 //! harness run  [OPTIONS] [--] [SERVER [ARGS...]]   run the checks
 //! harness list                                     every check id and its requirement
+//! harness fuzz [OPTIONS] [--] [SERVER [ARGS...]]   fuzz the request parsing
 //! ```
 //! Without SERVER, `run` checks the reference server built into the harness.
 
@@ -195,14 +196,34 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Durations such as `10s`, `500ms`, `1.5s`.
+/// Durations for `--startup-timeout`, `--grace`, `--settle` and `--time`:
+/// `5s`, `500ms`, `1.5s`, `2m`, or a bare number of seconds, up to a day.
+/// The grammar is the reference server's, so one spelling works for both.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    reference_server::config::parse_duration(text)
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 5s or 500ms)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s or m)")),
+    };
+    if !seconds.is_finite() || !(0.0..=86_400.0).contains(&seconds) {
+        return Err(format!("{text:?} is out of range (0 to 24 hours)"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("harness").chain(args.iter().copied()))
@@ -247,5 +268,28 @@ mod tests {
     #[test]
     fn env_pairs_split_at_the_first_equals() {
         assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+    }
+
+    #[rstest]
+    #[case("5s", 5000)]
+    #[case("500ms", 500)]
+    #[case("1.5s", 1500)]
+    #[case("2", 2000)]
+    #[case("1m", 60000)]
+    #[case(" 10s ", 10000)]
+    fn durations_parse(#[case] text: &str, #[case] ms: u128) {
+        assert_eq!(parse_duration(text).unwrap().as_millis(), ms);
+    }
+
+    #[rstest]
+    #[case("soon", r#""soon" is not a duration (try 5s or 500ms)"#)]
+    #[case(
+        "5 parsecs",
+        r#""5 parsecs": unknown unit " parsecs" (use ms, s or m)"#
+    )]
+    #[case("3h", r#""3h": unknown unit "h" (use ms, s or m)"#)]
+    #[case("1441m", r#""1441m" is out of range (0 to 24 hours)"#)]
+    fn bad_durations_say_why(#[case] text: &str, #[case] message: &str) {
+        assert_eq!(parse_duration(text).unwrap_err(), message);
     }
 }
