@@ -17,9 +17,11 @@
 //! - this file: the driver, the oracles, saving regressions.
 //! - [`model`]: the valid-request model and its strategies.
 //! - [`mutate`]: the named mutations.
+//! - [`summary`]: what `harness fuzz` prints before and after a run.
 
 pub mod model;
 pub mod mutate;
+pub mod summary;
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
