@@ -12,6 +12,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::target::{PortChoice, TargetSpec};
+
+/// The hidden first argument that makes the harness binary run the built-in
+/// reference server instead (see `main.rs`).
+pub const REFERENCE_SERVER: &str = "__reference-server";
+
 /// Conformance suite for HTTP/1.1 gateway servers: concurrency, zombies,
 /// descriptor leaks, signals and lifecycle, with evidence and a hint for
 /// every failure.
@@ -87,6 +93,77 @@ pub struct LaunchArgs {
     pub server: Vec<String>,
 }
 
+impl LaunchArgs {
+    /// The target these options describe, and the label reports show for
+    /// it: the given server, or without one the built-in reference server,
+    /// run from this same executable. An error says which option is wrong.
+    pub fn into_target(self) -> Result<(TargetSpec, String), String> {
+        let (program, args, label) = match self.server.split_first() {
+            Some((program, args)) => (program.into(), args.to_vec(), None),
+            None => match std::env::current_exe() {
+                Ok(exe) => (
+                    exe.into_os_string(),
+                    vec![REFERENCE_SERVER.to_string()],
+                    Some("built-in reference server"),
+                ),
+                Err(error) => {
+                    return Err(format!(
+                        "cannot find the harness executable to run the reference server: {error}"
+                    ))
+                }
+            },
+        };
+        if let Some(dir) = &self.cwd {
+            if !dir.is_dir() {
+                return Err(format!("--cwd {}: not a directory", dir.display()));
+            }
+        }
+        let spec = TargetSpec {
+            program,
+            args,
+            env: self.env,
+            cwd: self.cwd,
+            host: "127.0.0.1".into(),
+            port: self.port.map_or(PortChoice::Auto, PortChoice::Fixed),
+            startup_timeout: self.startup_timeout,
+            grace: self.grace,
+        };
+        let label = label.map_or_else(|| spec.display_command(), str::to_string);
+        Ok((spec, label))
+    }
+}
+
+impl FuzzArgs {
+    /// The fuzz run these options describe, and the label of its target;
+    /// an error says which option is wrong.
+    pub fn into_config(self) -> Result<(crate::fuzz::FuzzConfig, String), String> {
+        let seed = self.seed_or_fresh();
+        let (spec, label) = self.launch.into_target()?;
+        // A failure is saved only once it is found: a folder that cannot
+        // take it must cost no fuzzing.
+        crate::files::check_output_folder(&self.save)
+            .map_err(|error| format!("--save {}: {error}", self.save.display()))?;
+        let config = crate::fuzz::FuzzConfig {
+            spec,
+            cases: self.cases,
+            seed,
+            time: self.time,
+            save_dir: self.save,
+        };
+        Ok((config, label))
+    }
+
+    /// `--seed`, or a fresh one from the clock and the pid.
+    fn seed_or_fresh(&self) -> u64 {
+        self.seed.unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            now.as_nanos() as u64 ^ u64::from(std::process::id())
+        })
+    }
+}
+
 /// Output formats on stdout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -158,6 +235,43 @@ pub struct RunArgs {
     /// How long zombie, child and descriptor counts may take to settle after load.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub settle: Duration,
+}
+
+impl RunArgs {
+    /// `--jobs`, or the cores and at least four, since most checks wait on
+    /// the server rather than compute.
+    pub fn jobs_or_default(&self) -> usize {
+        self.jobs.map(usize::from).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(4)
+        })
+    }
+
+    /// The load settings of the process checks.
+    pub fn settings(&self) -> crate::checks::Settings {
+        crate::checks::Settings {
+            sleep_clients: usize::from(self.sleep_clients),
+            sleep_ms: self.sleep_ms,
+            settle: self.settle,
+        }
+    }
+
+    /// That the report files can be written, checked before the run: the
+    /// reports are written only when it is over, and a folder that is not
+    /// there must cost no run, and lose no result.
+    pub fn check_output_files(&self) -> Result<(), String> {
+        for (flag, path) in [
+            ("--junit", &self.junit),
+            ("--write-baseline", &self.write_baseline),
+        ] {
+            if let Some(path) = path {
+                crate::files::check_output_file(path)
+                    .map_err(|error| format!("{flag} {}: {error}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `harness list`.
