@@ -29,7 +29,9 @@
 //!   and group of cases in parallel, each on servers of its own.
 //! - [`slot`]: a server slot, started on first use and again when it died.
 //! - [`poll`]: polling until a deadline, jobs side by side, a work queue.
-//! - [`report`]: human, JSON and JUnit reporters over one event stream.
+//! - [`report`]: human, JSON and JUnit reporters over one event stream, and
+//!   `harness list`.
+//! - `test_support` (unit tests only): running one test in a child process.
 
 pub mod baseline;
 pub mod budget;
