@@ -156,6 +156,37 @@ pub fn compare(
     }
 }
 
+/// Whether a finished run fails, once `--write-baseline` (`write_to`) and
+/// `--baseline` (`expected`) are applied: writes the failing ids to
+/// `write_to`, and says so and how the run compares with `expected` on
+/// `notes`. Without a baseline the run fails when anything failed.
+pub fn judge(
+    results: &[CheckResult],
+    expected: Option<&BTreeSet<String>>,
+    write_to: Option<&Path>,
+    notes: &mut dyn std::io::Write,
+) -> Result<bool, BaselineError> {
+    let failing = failing(results);
+    // Lost notes (a closed stderr) change no verdict.
+    if let Some(path) = write_to {
+        write(path, &failing)?;
+        let _ = writeln!(
+            notes,
+            "harness: wrote {} failing ids to {}",
+            failing.len(),
+            path.display()
+        );
+    }
+    Ok(match expected {
+        Some(expected) => {
+            let comparison = compare(expected, &failing, results);
+            let _ = writeln!(notes, "{comparison}");
+            !comparison.is_exact()
+        }
+        None => !failing.is_empty(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +249,29 @@ mod tests {
         let error = read(&path).unwrap_err().to_string();
         let _ = std::fs::remove_file(&path);
         assert!(error.contains("larger than 16 MiB"), "{error}");
+    }
+
+    #[test]
+    fn a_run_fails_on_any_failure_or_else_on_any_difference_from_its_baseline() {
+        let results = [result("a/x", Verdict::Fail), result("a/y", Verdict::Pass)];
+        let mut notes = Vec::new();
+        assert!(judge(&results, None, None, &mut notes).unwrap());
+        assert!(!judge(&[result("a/y", Verdict::Pass)], None, None, &mut notes).unwrap());
+        assert!(notes.is_empty());
+        let expected: BTreeSet<String> = ["a/x".to_string()].into();
+        assert!(!judge(&results, Some(&expected), None, &mut notes).unwrap());
+        let path = std::env::temp_dir().join(format!("harness-judge-{}", std::process::id()));
+        assert!(judge(&results, Some(&BTreeSet::new()), Some(&path), &mut notes).unwrap());
+        assert_eq!(read(&path).unwrap(), expected);
+        let _ = std::fs::remove_file(&path);
+        let notes = String::from_utf8(notes).unwrap();
+        assert!(
+            notes.contains(&format!(
+                "harness: wrote 1 failing ids to {}",
+                path.display()
+            )),
+            "{notes}"
+        );
+        assert!(notes.contains("newly failing: a/x"), "{notes}");
     }
 }

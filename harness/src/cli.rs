@@ -3,6 +3,7 @@
 //! ```text
 //! harness run  [OPTIONS] [--] [SERVER [ARGS...]]   run the checks
 //! harness list                                     every check id and its requirement
+//! harness fuzz [OPTIONS] [--] [SERVER [ARGS...]]   fuzz the request parsing
 //! ```
 //! Without SERVER, `run` checks the reference server built into the harness.
 
@@ -10,6 +11,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::target::{PortChoice, TargetSpec};
+
+/// The hidden first argument that makes the harness binary run the built-in
+/// reference server instead (see `main.rs`).
+pub const REFERENCE_SERVER: &str = "__reference-server";
 
 /// Conformance suite for HTTP/1.1 gateway servers: concurrency, zombies,
 /// descriptor leaks, signals and lifecycle, with evidence and a hint for
@@ -86,6 +93,77 @@ pub struct LaunchArgs {
     pub server: Vec<String>,
 }
 
+impl LaunchArgs {
+    /// The target these options describe, and the label reports show for
+    /// it: the given server, or without one the built-in reference server,
+    /// run from this same executable. An error says which option is wrong.
+    pub fn into_target(self) -> Result<(TargetSpec, String), String> {
+        let (program, args, label) = match self.server.split_first() {
+            Some((program, args)) => (program.into(), args.to_vec(), None),
+            None => match std::env::current_exe() {
+                Ok(exe) => (
+                    exe.into_os_string(),
+                    vec![REFERENCE_SERVER.to_string()],
+                    Some("built-in reference server"),
+                ),
+                Err(error) => {
+                    return Err(format!(
+                        "cannot find the harness executable to run the reference server: {error}"
+                    ))
+                }
+            },
+        };
+        if let Some(dir) = &self.cwd {
+            if !dir.is_dir() {
+                return Err(format!("--cwd {}: not a directory", dir.display()));
+            }
+        }
+        let spec = TargetSpec {
+            program,
+            args,
+            env: self.env,
+            cwd: self.cwd,
+            host: "127.0.0.1".into(),
+            port: self.port.map_or(PortChoice::Auto, PortChoice::Fixed),
+            startup_timeout: self.startup_timeout,
+            grace: self.grace,
+        };
+        let label = label.map_or_else(|| spec.display_command(), str::to_string);
+        Ok((spec, label))
+    }
+}
+
+impl FuzzArgs {
+    /// The fuzz run these options describe, and the label of its target;
+    /// an error says which option is wrong.
+    pub fn into_config(self) -> Result<(crate::fuzz::FuzzConfig, String), String> {
+        let seed = self.seed_or_fresh();
+        let (spec, label) = self.launch.into_target()?;
+        // A failure is saved only once it is found: a folder that cannot
+        // take it must cost no fuzzing.
+        crate::files::check_output_folder(&self.save)
+            .map_err(|error| format!("--save {}: {error}", self.save.display()))?;
+        let config = crate::fuzz::FuzzConfig {
+            spec,
+            cases: self.cases,
+            seed,
+            time: self.time,
+            save_dir: self.save,
+        };
+        Ok((config, label))
+    }
+
+    /// `--seed`, or a fresh one from the clock and the pid.
+    fn seed_or_fresh(&self) -> u64 {
+        self.seed.unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            now.as_nanos() as u64 ^ u64::from(std::process::id())
+        })
+    }
+}
+
 /// Output formats on stdout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -159,6 +237,43 @@ pub struct RunArgs {
     pub settle: Duration,
 }
 
+impl RunArgs {
+    /// `--jobs`, or the cores and at least four, since most checks wait on
+    /// the server rather than compute.
+    pub fn jobs_or_default(&self) -> usize {
+        self.jobs.map(usize::from).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(4)
+        })
+    }
+
+    /// The load settings of the process checks.
+    pub fn settings(&self) -> crate::checks::Settings {
+        crate::checks::Settings {
+            sleep_clients: usize::from(self.sleep_clients),
+            sleep_ms: self.sleep_ms,
+            settle: self.settle,
+        }
+    }
+
+    /// That the report files can be written, checked before the run: the
+    /// reports are written only when it is over, and a folder that is not
+    /// there must cost no run, and lose no result.
+    pub fn check_output_files(&self) -> Result<(), String> {
+        for (flag, path) in [
+            ("--junit", &self.junit),
+            ("--write-baseline", &self.write_baseline),
+        ] {
+            if let Some(path) = path {
+                crate::files::check_output_file(path)
+                    .map_err(|error| format!("{flag} {}: {error}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `harness list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -195,14 +310,34 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Durations such as `10s`, `500ms`, `1.5s`.
+/// Durations for `--startup-timeout`, `--grace`, `--settle` and `--time`:
+/// `5s`, `500ms`, `1.5s`, `2m`, or a bare number of seconds, up to a day.
+/// The grammar is the reference server's, so one spelling works for both.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    reference_server::config::parse_duration(text)
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 5s or 500ms)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s or m)")),
+    };
+    if !seconds.is_finite() || !(0.0..=86_400.0).contains(&seconds) {
+        return Err(format!("{text:?} is out of range (0 to 24 hours)"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("harness").chain(args.iter().copied()))
@@ -247,5 +382,28 @@ mod tests {
     #[test]
     fn env_pairs_split_at_the_first_equals() {
         assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+    }
+
+    #[rstest]
+    #[case("5s", 5000)]
+    #[case("500ms", 500)]
+    #[case("1.5s", 1500)]
+    #[case("2", 2000)]
+    #[case("1m", 60000)]
+    #[case(" 10s ", 10000)]
+    fn durations_parse(#[case] text: &str, #[case] ms: u128) {
+        assert_eq!(parse_duration(text).unwrap().as_millis(), ms);
+    }
+
+    #[rstest]
+    #[case("soon", r#""soon" is not a duration (try 5s or 500ms)"#)]
+    #[case(
+        "5 parsecs",
+        r#""5 parsecs": unknown unit " parsecs" (use ms, s or m)"#
+    )]
+    #[case("3h", r#""3h": unknown unit "h" (use ms, s or m)"#)]
+    #[case("1441m", r#""1441m" is out of range (0 to 24 hours)"#)]
+    fn bad_durations_say_why(#[case] text: &str, #[case] message: &str) {
+        assert_eq!(parse_duration(text).unwrap_err(), message);
     }
 }

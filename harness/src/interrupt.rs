@@ -230,6 +230,7 @@ mod tests {
     /// starts a server with a child in a session of its own, prints its tag,
     /// then acts as if SIGINT arrived.
     #[test]
+    #[ignore = "child half of a_signal_stops_every_process_of_every_server_and_exits_128_plus_signo; run by it"]
     fn interrupted_child_process() {
         if std::env::var_os(CHILD_MODE).is_none() {
             return;
@@ -251,8 +252,10 @@ mod tests {
 
     #[test]
     fn a_signal_stops_every_process_of_every_server_and_exits_128_plus_signo() {
-        let out =
-            target::run_test_in_child("interrupt::tests::interrupted_child_process", CHILD_MODE);
+        let out = crate::test_support::run_test_in_child(
+            "interrupt::tests::interrupted_child_process",
+            CHILD_MODE,
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(

@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line; [`exit`]: the exit codes.
-//! - [`target`]: launching the server in its own process group, readiness, teardown.
+//! - [`target`]: the target spec, launching the server in its own process
+//!   group, readiness, its output tail, teardown, and why a start failed.
 //! - [`tree`]: every process a server starts, found and stopped wherever it went.
 //! - [`interrupt`]: a stop signal never leaves a server behind nor loses results.
 //! - [`procfs`]: children, zombies, threads, descriptors and sockets from /proc.
@@ -28,7 +29,9 @@
 //!   and group of cases in parallel, each on servers of its own.
 //! - [`slot`]: a server slot, started on first use and again when it died.
 //! - [`poll`]: polling until a deadline, jobs side by side, a work queue.
-//! - [`report`]: human, JSON and JUnit reporters over one event stream.
+//! - [`report`]: human, JSON and JUnit reporters over one event stream, and
+//!   `harness list`.
+//! - `test_support` (unit tests only): running one test in a child process.
 
 pub mod baseline;
 pub mod budget;
@@ -53,5 +56,7 @@ pub mod runner;
 pub mod select;
 pub mod slot;
 pub mod target;
+#[cfg(test)]
+mod test_support;
 pub mod timed;
 pub mod tree;

@@ -309,7 +309,7 @@ impl CaseRun<'_> {
             let (addr, generation) = match host.current() {
                 Ok(current) => current,
                 Err(error) => {
-                    return CaseEnd::Done(crate::checks::start_failed(blank(case), &error))
+                    return CaseEnd::Done(crate::target::start_failed(blank(case), &error))
                 }
             };
             let observation = observe(addr, case, mode, &plan);

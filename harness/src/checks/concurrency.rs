@@ -10,10 +10,11 @@ use std::net::TcpStream;
 use std::sync::Barrier;
 use std::time::Duration;
 
-use super::{load, start_failed, Answers, CheckDef, Ctx};
+use super::{load, Answers, CheckDef, Ctx};
 use crate::check::CheckResult;
 use crate::poll::in_parallel;
 use crate::probe::Route;
+use crate::target::start_failed;
 use crate::timed;
 
 /// The checks of this group.

@@ -9,13 +9,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::{load, start_failed, Answers, CheckDef, Ctx};
+use super::{load, Answers, CheckDef, Ctx};
 use crate::census::{self, FdCount, ProcId};
 use crate::check::CheckResult;
 use crate::client::{self, Conn};
 use crate::poll::poll_until;
 use crate::probe::Route;
 use crate::procfs::{self, FdInfo};
+use crate::target::start_failed;
 use crate::timed::REQUEST_TIMEOUT;
 
 /// The checks of this group.

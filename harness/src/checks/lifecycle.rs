@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{start_failed, Answers, CheckDef, Ctx};
+use super::{Answers, CheckDef, Ctx};
 use crate::census;
 use crate::check::CheckResult;
 use crate::client::Conn;
 use crate::poll::{in_parallel, poll_until};
 use crate::probe::Route;
 use crate::procfs;
-use crate::target::{ServerInstance, StartError};
+use crate::target::{start_failed, ServerInstance, StartError};
 use crate::timed;
 
 /// `lifecycle/startup`: the check the run reports alone when the server

@@ -19,7 +19,7 @@ pub mod signals;
 
 use std::time::Duration;
 
-pub use crate::death::{exit_details, stderr_excerpt, Death};
+use crate::death::Death;
 use crate::habits::{Answers, Habits};
 
 use crate::check::CheckResult;
@@ -169,13 +169,4 @@ impl<'a> Ctx<'a> {
         self.died();
         self.death.take()
     }
-}
-
-/// A result for a check whose server could not be started.
-pub fn start_failed(result: CheckResult, error: &StartError) -> CheckResult {
-    let mut result = result.error("the server could not be started for this check");
-    for line in error.to_string().lines() {
-        result = result.evidence(line.to_string());
-    }
-    result
 }

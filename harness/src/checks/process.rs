@@ -7,12 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use super::{load, start_failed, Answers, CheckDef, Ctx};
+use super::{load, Answers, CheckDef, Ctx};
 use crate::census::{self, Snapshot};
 use crate::check::CheckResult;
 use crate::model::Model;
 use crate::poll::poll_until;
 use crate::procfs::ProcStat;
+use crate::target::start_failed;
 
 /// The checks of this group.
 pub const CHECKS: &[CheckDef] = &[

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::{start_failed, Answers, CheckDef, Ctx};
+use super::{Answers, CheckDef, Ctx};
 use crate::check::CheckResult;
 use crate::probe::Route;
+use crate::target::start_failed;
 use crate::timed;
 
 /// The checks of this group.

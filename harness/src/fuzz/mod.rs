@@ -17,9 +17,11 @@
 //! - this file: the driver, the oracles, saving regressions.
 //! - [`model`]: the valid-request model and its strategies.
 //! - [`mutate`]: the named mutations.
+//! - [`summary`]: what `harness fuzz` prints before and after a run.
 
 pub mod model;
 pub mod mutate;
+pub mod summary;
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -228,7 +230,7 @@ impl Target<'_> {
                 return None;
             }
         }
-        let (status, tail) = crate::checks::exit_details(server);
+        let (status, tail) = crate::death::exit_details(server);
         Some(format!(
             "server exited ({status}); stderr: {}",
             tail.join(" | ")

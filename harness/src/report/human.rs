@@ -164,7 +164,10 @@ impl HumanReporter {
         }
         if result.evidence.len() > shown {
             let more = result.evidence.len() - shown;
-            self.detail("", &format!("... {more} more lines (see --json)"))?;
+            self.detail(
+                "",
+                &format!("... {more} more lines (see --verbose or --format json)"),
+            )?;
         }
         if problem && !result.hint.is_empty() {
             self.detail("hint:", &printable(&result.hint))?;

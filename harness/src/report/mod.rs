@@ -13,14 +13,19 @@
 //! - [`human`]: aligned, coloured terminal lines with a summary line last.
 //! - [`json`]: one JSON document for scripts.
 //! - [`junit`]: a JUnit XML file for CI test-result UIs.
+//! - [`list`]: `harness list`, every check id with its requirement.
 
 pub mod human;
 pub mod json;
 pub mod junit;
+pub mod list;
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::check::{CheckResult, TargetInfo, Totals};
+use crate::cli::Format;
 
 /// One step of a run, as seen by reporters.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +75,23 @@ impl Fanout {
     /// Adds one more reporter.
     pub fn push(&mut self, reporter: Box<dyn Reporter>) {
         self.0.push(reporter);
+    }
+
+    /// The reporters of `harness run`: one on stdout in `format` (colours
+    /// only on a terminal), and a JUnit file when `junit` names one.
+    pub fn for_run(format: Format, verbose: bool, junit: Option<PathBuf>) -> Fanout {
+        let stdout = Box::new(std::io::stdout());
+        let mut fanout = Fanout::new(vec![match format {
+            Format::Human => {
+                let color = human::color_wanted(std::io::stdout().is_terminal());
+                Box::new(human::HumanReporter::new(stdout, color, verbose))
+            }
+            Format::Json => Box::new(json::JsonReporter::new(stdout)),
+        }]);
+        if let Some(path) = junit {
+            fanout.push(Box::new(junit::JunitReporter::new(path)));
+        }
+        fanout
     }
 }
 

@@ -1,0 +1,25 @@
+//! Helpers for the library's unit tests.
+
+use std::process::{Command, Output, Stdio};
+
+/// Runs the test named `test` of this test binary in a child process with
+/// the environment variable `env_key` set, for tests that change process-wide
+/// state (signal dispositions) or end the process.
+///
+/// The child half is `#[ignore]`d, so that a normal run does not count it as
+/// a pass it never made; `--include-ignored` runs it here all the same.
+pub(crate) fn run_test_in_child(test: &str, env_key: &str) -> Output {
+    let exe = std::env::current_exe().expect("test binary path");
+    Command::new(exe)
+        .args([
+            "--exact",
+            test,
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(env_key, "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the child test process")
+}
