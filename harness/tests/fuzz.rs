@@ -1,7 +1,9 @@
 //! `harness fuzz` end to end: a bounded run against the reference server
 //! passes; against a server that dies on a malformed request line it finds
 //! the crash and saves a case that `harness run --cases` replays; against a
-//! server that trusts one read it finds a mismatch.
+//! server that trusts one read it finds a mismatch. The two campaigns that
+//! hunt a defect (up to 30 s each) are soak tests: they run with
+//! `HARNESS_SOAK=1`, as `.ci/run` sets, and say they were skipped otherwise.
 
 mod support;
 
@@ -76,7 +78,11 @@ fn a_bounded_run_against_the_reference_server_passes() {
 }
 
 #[test]
-fn a_crash_on_a_malformed_request_line_is_found_saved_and_replayed() {
+fn a_crash_on_a_malformed_request_line_is_found_saved_and_replayed_soak() {
+    // A campaign of up to 3,000 inputs and 30 s until the defect is found: a soak.
+    if !support::soak("a_crash_on_a_malformed_request_line_is_found_saved_and_replayed_soak") {
+        return;
+    }
     let save = SaveDir::new("naive");
     let server: &[&str] = &["iterative", "naive-parse"];
     let output = fuzz(&save, "3", "3000", "30s", Some(server));
@@ -106,7 +112,11 @@ fn a_crash_on_a_malformed_request_line_is_found_saved_and_replayed() {
 }
 
 #[test]
-fn a_server_that_trusts_one_read_is_caught_with_a_mismatch() {
+fn a_server_that_trusts_one_read_is_caught_with_a_mismatch_soak() {
+    // A campaign of up to 3,000 inputs and 30 s until the defect is found: a soak.
+    if !support::soak("a_server_that_trusts_one_read_is_caught_with_a_mismatch_soak") {
+        return;
+    }
     let save = SaveDir::new("single-read");
     let output = fuzz(&save, "3", "3000", "30s", Some(&["single-read"]));
     let report = text(&output);

@@ -829,7 +829,9 @@ pub const SOAK_KEY: &str = "HARNESS_SOAK";
 
 /// Whether the soak tests run (`HARNESS_SOAK` set, not empty or `0`). When
 /// they do not, prints that `test` was skipped and how to run it: a soak
-/// test calls this first and returns at once when it says no.
+/// test calls this first and returns at once when it says no. Its name ends
+/// in `_soak`, so that cargo test's list of passes shows which ones ran as
+/// skips (the printed line is shown only with `--nocapture`).
 pub fn soak(test: &str) -> bool {
     let on = std::env::var(SOAK_KEY).is_ok_and(|v| !v.is_empty() && v != "0");
     if !on {
