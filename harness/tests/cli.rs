@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use predicates::prelude::*;
 use rstest::rstest;
-use support::{HarnessRun, Verdict, ALL_IDS, HARNESS, REFERENCE_SERVER};
+use support::{HarnessRun, TempDir, Verdict, ALL_IDS, HARNESS, REFERENCE_SERVER};
 
 /// The repository root (the workspace), for `ci/conformance_app.py`.
 fn repo_root() -> std::path::PathBuf {
@@ -263,17 +263,18 @@ fn bad_usage_exits_2_and_names_the_culprit(#[case] args: &[&str], #[case] culpri
 
 #[test]
 fn junit_report_has_a_testcase_per_check_and_a_failure_for_the_faulty_one() {
-    let path = support::TempPath::new("junit.xml");
+    let dir = TempDir::new("junit");
+    let path = dir.join("junit.xml");
     let outcome = HarnessRun::run_cmd("junit")
         .args(support::only_process_checks())
         .args(["--format", "json", "--junit"])
-        .args([&path.0])
+        .args([&path])
         .reference(&["keep-listener"])
         .run();
     outcome.assert_code(1);
     let json = outcome.report();
-    let xml = std::fs::read_to_string(&path.0)
-        .unwrap_or_else(|e| panic!("--junit {} was not written: {e}", path.0.display()));
+    let xml = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("--junit {} was not written: {e}", path.display()));
     assert_eq!(xml.matches("<testcase").count(), ALL_IDS.len(), "{xml}");
     assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
     assert_eq!(xml.matches("<error").count(), 0, "{xml}");
@@ -584,41 +585,6 @@ fn colour_only_on_a_terminal_without_no_color(
         coloured,
         "escape bytes present should be {coloured}:\n{text:?}"
     );
-}
-
-/// A fresh folder in the temp dir, removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("h5-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-        TempDir(dir)
-    }
-
-    /// Writes `text` at `relative`, creating its folders; returns the path.
-    fn write(&self, relative: &str, text: &str) -> std::path::PathBuf {
-        let path = self.0.join(relative);
-        // Every relative path given here names a file inside the folder.
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// Makes a FIFO at `relative`; returns the path.
-    fn fifo(&self, relative: &str) -> std::path::PathBuf {
-        let path = self.0.join(relative);
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU)
-            .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A case any HTTP server passes: `GET /` answered.

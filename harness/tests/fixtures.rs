@@ -14,6 +14,9 @@
 
 mod support;
 
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+
 use rstest::rstest;
 use support::{only_process_checks, HarnessRun, Report, Verdict, ALL_IDS};
 
@@ -41,6 +44,24 @@ fn fixture(name: &str) -> std::ffi::OsString {
         .join("fixtures")
         .join(name)
         .into_os_string()
+}
+
+/// The report of one run against the fixture `command`, run once per test
+/// binary: the table below and the tests after it only read a report, so
+/// those that judge the same fixture share its run instead of paying for
+/// another (each run takes 5 to 15 s).
+fn fixture_report(command: &'static [&'static str]) -> &'static Report {
+    type Runs = BTreeMap<&'static [&'static str], &'static OnceLock<Report>>;
+    static RUNS: Mutex<Runs> = Mutex::new(BTreeMap::new());
+    let once: &'static OnceLock<Report> = RUNS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .entry(command)
+        // One cell per fixture for the life of the test binary.
+        .or_insert_with(|| Box::leak(Box::new(OnceLock::new())));
+    // Outside the map's lock: two tests of the same fixture wait on its
+    // cell, tests of other fixtures do not wait on it.
+    once.get_or_init(|| run_fixture(&command.join("-").replace(".py", ""), command))
 }
 
 fn run_fixture(label: &str, command: &[&str]) -> Report {
@@ -162,9 +183,12 @@ fn run_fixture(label: &str, command: &[&str]) -> Report {
     model: "threaded",
     verdicts: &[NO_SLEEP, NO_BYTES, NO_CHILD, BACKLOG_5],
 })]
-fn each_fixture_gets_its_model_and_verdicts(#[case] command: &[&str], #[case] expected: Expected) {
+fn each_fixture_gets_its_model_and_verdicts(
+    #[case] command: &'static [&'static str],
+    #[case] expected: Expected,
+) {
     let label = command.join("-").replace(".py", "");
-    let report = run_fixture(&label, command);
+    let report = fixture_report(command);
     assert_eq!(
         report.target.model, expected.model,
         "{label}: model evidence: {}",
@@ -199,7 +223,7 @@ fn each_fixture_gets_its_model_and_verdicts(#[case] command: &[&str], #[case] ex
 /// that reason, never passed on an answer that means nothing.
 #[test]
 fn routes_that_break_their_contract_are_not_served_and_say_how() {
-    let report = run_fixture("fake_sleep-routes", &["fake_sleep.py"]);
+    let report = fixture_report(&["fake_sleep.py"]);
     for route in ["/sleep", "/echo", "/pid", "/bytes"] {
         assert_eq!(
             report.target.capabilities.get(route),
@@ -226,7 +250,7 @@ fn routes_that_break_their_contract_are_not_served_and_say_how() {
 /// not the quiet leader.
 #[test]
 fn a_leaking_prefork_worker_is_named() {
-    let report = run_fixture("prefork_leak-named", &["prefork_leak.py"]);
+    let report = fixture_report(&["prefork_leak.py"]);
     let leak = report.check("fds/leak");
     assert_eq!(leak.verdict, Fail, "{}", report.describe("fds/leak"));
     assert!(leak.summary.contains("worker"), "{}", leak.summary);
@@ -241,7 +265,7 @@ fn a_leaking_prefork_worker_is_named() {
 /// about that cause, with the status and the traceback's lines as evidence.
 #[test]
 fn a_death_is_reported_with_its_cause() {
-    let report = run_fixture("single_wait-death", &["tutorial_fork_single_wait.py"]);
+    let report = fixture_report(&["tutorial_fork_single_wait.py"]);
     let eintr = report.check("signals/eintr");
     assert_eq!(eintr.verdict, Fail, "{}", report.describe("signals/eintr"));
     assert!(

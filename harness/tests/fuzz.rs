@@ -1,81 +1,75 @@
 //! `harness fuzz` end to end: a bounded run against the reference server
 //! passes; against a server that dies on a malformed request line it finds
 //! the crash and saves a case that `harness run --cases` replays; against a
-//! server that trusts one read it finds a mismatch.
+//! server that trusts one read it finds a mismatch. The two campaigns that
+//! hunt a defect (up to 30 s each) are soak tests: they run with
+//! `HARNESS_SOAK=1`, as `.ci/run` sets, and say they were skipped otherwise.
 
+mod support;
+
+use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::Mutex;
 
-/// One harness run at a time: the runs share 2 cores.
-static SERIAL: Mutex<()> = Mutex::new(());
+use support::{HarnessRun, Outcome, TempDir};
 
-fn harness() -> &'static str {
-    env!("CARGO_BIN_EXE_harness")
-}
-
-/// A temporary folder for saved regressions, removed on drop.
-struct SaveDir(PathBuf);
+/// Where a fuzz run saves its regressions: a folder it creates itself,
+/// inside a temporary folder removed on drop.
+struct SaveDir(TempDir);
 
 impl SaveDir {
     fn new(name: &str) -> SaveDir {
-        let dir = std::env::temp_dir().join(format!("harness-fuzz-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        SaveDir(dir)
+        SaveDir(TempDir::new(&format!("fuzz-{name}")))
     }
 
-    fn path(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp path")
+    fn path(&self) -> PathBuf {
+        self.0.join("saved")
     }
 
     fn saved(&self) -> Vec<PathBuf> {
-        std::fs::read_dir(&self.0)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default()
+        self.0.entries("saved")
     }
 }
 
-impl Drop for SaveDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+/// A bounded fuzz run (at most `cases` inputs and `time`) through
+/// `support::HarnessRun`: one at a time, a timeout, a leftover scan.
+/// `faults` names the reference server's faults, passed as the server
+/// command; `None` fuzzes the built-in server.
+fn fuzz(save: &SaveDir, seed: &str, cases: &str, time: &str, faults: Option<&[&str]>) -> Outcome {
+    let run = HarnessRun::fuzz_cmd(&format!("fuzz-{seed}"))
+        .args(["--cases", cases, "--time", time, "--seed", seed, "--save"])
+        .args([save.path()]);
+    match faults {
+        Some(faults) => run.reference(faults),
+        None => run,
     }
+    .run()
 }
 
-/// A bounded fuzz run: at most `cases` inputs and `time`.
-fn fuzz(save: &SaveDir, seed: &str, cases: &str, time: &str, server: &[&str]) -> Output {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let mut command = Command::new(harness());
-    command.args([
-        "fuzz",
-        "--cases",
-        cases,
-        "--time",
-        time,
-        "--seed",
-        seed,
-        "--save",
-        save.path(),
-    ]);
-    if !server.is_empty() {
-        command.arg("--").args(server);
-    }
-    command.output().expect("run harness fuzz")
+fn text(outcome: &Outcome) -> String {
+    format!("{}{}", outcome.stdout(), outcome.stderr())
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+/// `harness run --format json --only fuzz-* --cases SAVED` and the first check.
+fn replay(save: &SaveDir, faults: Option<&[&str]>) -> serde_json::Value {
+    let run = HarnessRun::run_cmd("fuzz-replay")
+        .args(["--format", "json", "--only", "fuzz-*", "--cases"])
+        .args([OsString::from(save.path())]);
+    let outcome = match faults {
+        Some(faults) => run.reference(faults),
+        None => run,
+    }
+    .run();
+    let json: serde_json::Value = serde_json::from_slice(&outcome.output.stdout)
+        .unwrap_or_else(|e| panic!("not the JSON report ({e})\n{}", outcome.context()));
+    json["checks"][0].clone()
 }
 
 #[test]
 fn a_bounded_run_against_the_reference_server_passes() {
     let save = SaveDir::new("clean");
-    let output = fuzz(&save, "11", "1000", "4s", &[]);
+    let output = fuzz(&save, "11", "1000", "4s", None);
     let report = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{report}");
+    assert_eq!(output.code(), 0, "{report}");
     assert!(report.contains("no failure"), "{report}");
     assert!(
         save.saved().is_empty(),
@@ -84,19 +78,16 @@ fn a_bounded_run_against_the_reference_server_passes() {
 }
 
 #[test]
-fn a_crash_on_a_malformed_request_line_is_found_saved_and_replayed() {
+fn a_crash_on_a_malformed_request_line_is_found_saved_and_replayed_soak() {
+    // A campaign of up to 3,000 inputs and 30 s until the defect is found: a soak.
+    if !support::soak("a_crash_on_a_malformed_request_line_is_found_saved_and_replayed_soak") {
+        return;
+    }
     let save = SaveDir::new("naive");
-    let server = [
-        harness(),
-        "__reference-server",
-        "--fault",
-        "iterative",
-        "--fault",
-        "naive-parse",
-    ];
-    let output = fuzz(&save, "3", "3000", "30s", &server);
+    let server: &[&str] = &["iterative", "naive-parse"];
+    let output = fuzz(&save, "3", "3000", "30s", Some(server));
     let report = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert_eq!(output.code(), 1, "{report}");
     assert!(report.contains("server exited"), "{report}");
     assert!(
         report.contains("seed:    3"),
@@ -106,23 +97,7 @@ fn a_crash_on_a_malformed_request_line_is_found_saved_and_replayed() {
     assert_eq!(saved.len(), 1, "{report}");
 
     // The saved case reproduces the crash under `harness run --cases`.
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let replay = Command::new(harness())
-        .args([
-            "run",
-            "--format",
-            "json",
-            "--only",
-            "fuzz-*",
-            "--cases",
-            save.path(),
-            "--",
-        ])
-        .args(server)
-        .output()
-        .expect("run harness");
-    let json: serde_json::Value = serde_json::from_slice(&replay.stdout).expect("JSON report");
-    let case = &json["checks"][0];
+    let case = replay(&save, Some(server));
     assert_eq!(case["verdict"], "fail", "{case}");
     assert!(
         case["summary"]
@@ -131,34 +106,21 @@ fn a_crash_on_a_malformed_request_line_is_found_saved_and_replayed() {
             .contains("server exited"),
         "{case}"
     );
-    // The clean server passes the same case.
-    let clean = Command::new(harness())
-        .args([
-            "run",
-            "--format",
-            "json",
-            "--only",
-            "fuzz-*",
-            "--cases",
-            save.path(),
-        ])
-        .output()
-        .expect("run harness");
-    let json: serde_json::Value = serde_json::from_slice(&clean.stdout).expect("JSON report");
-    assert_eq!(
-        json["checks"][0]["verdict"], "pass",
-        "{}",
-        json["checks"][0]
-    );
+    // The clean server (the built-in one) passes the same case.
+    let clean = replay(&save, None);
+    assert_eq!(clean["verdict"], "pass", "{clean}");
 }
 
 #[test]
-fn a_server_that_trusts_one_read_is_caught_with_a_mismatch() {
+fn a_server_that_trusts_one_read_is_caught_with_a_mismatch_soak() {
+    // A campaign of up to 3,000 inputs and 30 s until the defect is found: a soak.
+    if !support::soak("a_server_that_trusts_one_read_is_caught_with_a_mismatch_soak") {
+        return;
+    }
     let save = SaveDir::new("single-read");
-    let server = [harness(), "__reference-server", "--fault", "single-read"];
-    let output = fuzz(&save, "3", "3000", "30s", &server);
+    let output = fuzz(&save, "3", "3000", "30s", Some(&["single-read"]));
     let report = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert_eq!(output.code(), 1, "{report}");
     assert!(report.contains("FAIL"), "{report}");
     assert_eq!(save.saved().len(), 1, "{report}");
 }
@@ -170,10 +132,7 @@ fn bad_fuzz_flags_are_usage_errors() {
         &["fuzz", "--time", "soon"],
         &["fuzz", "--seed", "-1"],
     ] {
-        let output = Command::new(harness())
-            .args(args)
-            .output()
-            .expect("run harness");
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let output = HarnessRun::bare(args.iter().copied()).run();
+        assert_eq!(output.code(), 2, "{args:?}: {}", output.context());
     }
 }

@@ -10,6 +10,9 @@
 //! The servers are `ci/bench/hostile_server.py` (the modes
 //! `ci/bench-harness.sh` times) and the tutorial fixtures. How long the runs
 //! take is the bench's business; here, the verdicts, and the memory bound.
+//! The endless-body runs, 8 to 12 s each at the memory bound, are soak tests:
+//! they run with `HARNESS_SOAK=1`, as `.ci/run` sets, and say they were
+//! skipped otherwise.
 
 mod support;
 
@@ -364,13 +367,19 @@ fn assert_rss_bounded(label: &str, outcome: &Outcome) {
 #[case::framed_by_close("endless", true)]
 #[case::chunked("endless-chunked", true)]
 #[case::past_its_content_length("endless-length", false)]
-fn a_server_whose_answers_never_end_cannot_exhaust_the_harness(
+fn a_server_whose_answers_never_end_cannot_exhaust_the_harness_soak(
     #[case] mode: &str,
     // Whether the route probe necessarily runs into a size limit: a body
     // under its Content-Length may be read whole when no other connection
     // holds the budget at that moment.
     #[case] probe_cut: bool,
 ) {
+    // Each run is 8 to 12 s of the harness at its memory bound: a soak.
+    if !support::soak(&format!(
+        "a_server_whose_answers_never_end_cannot_exhaust_the_harness_soak::{mode}"
+    )) {
+        return;
+    }
     support::require_python3();
     let outcome = HarnessRun::run_cmd(mode)
         .args(["--format", "json"])

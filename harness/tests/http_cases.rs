@@ -3,38 +3,33 @@
 //! split deliveries, and a server that dies on a malformed request line is
 //! reported as "server exited".
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Mutex;
+mod support;
+
+use std::ffi::OsString;
 
 use serde_json::Value;
+use support::{HarnessRun, Outcome, TempDir, HARNESS, REFERENCE_SERVER};
 
-/// One harness run at a time: the runs measure timing on a 2-core machine.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn harness() -> &'static str {
-    env!("CARGO_BIN_EXE_harness")
+/// Runs `harness run --format json ARGS` through `support::HarnessRun` (one
+/// run at a time, a timeout, a leftover scan) and returns (exit code,
+/// checks by id).
+fn run_json<I, S>(label: &str, args: I) -> (i32, Vec<Value>)
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    let outcome = HarnessRun::run_cmd(label)
+        .args(["--format", "json"])
+        .args(args)
+        .run();
+    (outcome.code(), checks_of(&outcome))
 }
 
-/// Runs `harness run --format json ARGS` and returns (exit code, checks by id).
-fn run_json(args: &[&str]) -> (i32, Vec<Value>) {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let output = Command::new(harness())
-        .arg("run")
-        .arg("--format")
-        .arg("json")
-        .args(args)
-        .output()
-        .expect("run harness");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let doc: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "harness did not print JSON ({e}); stdout: {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    let checks = doc["checks"].as_array().cloned().unwrap_or_default();
-    (output.status.code().unwrap_or(-1), checks)
+/// The checks of a `--format json` run's document.
+fn checks_of(outcome: &Outcome) -> Vec<Value> {
+    let doc: Value = serde_json::from_slice(&outcome.output.stdout)
+        .unwrap_or_else(|e| panic!("harness did not print JSON ({e})\n{}", outcome.context()));
+    doc["checks"].as_array().cloned().unwrap_or_default()
 }
 
 fn verdict<'a>(checks: &'a [Value], id: &str) -> &'a str {
@@ -46,30 +41,12 @@ fn verdict<'a>(checks: &'a [Value], id: &str) -> &'a str {
 }
 
 /// A folder of cases made for one test, removed when dropped.
-struct CaseDir(PathBuf);
-
-impl CaseDir {
-    fn new(name: &str, files: &[(&str, &str)]) -> CaseDir {
-        let root =
-            std::env::temp_dir().join(format!("harness-cases-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        for (path, text) in files {
-            let file = root.join(path);
-            std::fs::create_dir_all(file.parent().expect("has a parent")).expect("mkdir");
-            std::fs::write(file, text).expect("write case");
-        }
-        CaseDir(root)
+fn case_dir(name: &str, files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new(name);
+    for (path, text) in files {
+        dir.write(path, text);
     }
-
-    fn path(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp path")
-    }
-}
-
-impl Drop for CaseDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    dir
 }
 
 /// A valid request of more than 1 KiB, which one `recv(1024)` cannot hold.
@@ -104,7 +81,7 @@ status = 400
 
 #[test]
 fn the_reference_server_passes_every_must_case() {
-    let (code, checks) = run_json(&["--only", "http", "--only", "gateway"]);
+    let (code, checks) = run_json("reference-cases", ["--only", "http", "--only", "gateway"]);
     assert!(checks.len() >= 120, "only {} cases ran", checks.len());
     let not_passing: Vec<String> = checks
         .iter()
@@ -126,17 +103,18 @@ fn the_reference_server_passes_every_must_case() {
 
 #[test]
 fn a_server_that_trusts_one_read_fails_split_delivery() {
-    let dir = CaseDir::new(
+    let dir = case_dir(
         "single-read",
         &[
             ("demo/large-echo.toml", LARGE_ECHO),
             ("demo/small-echo.toml", SMALL_ECHO),
         ],
     );
-    let server = [harness(), "__reference-server", "--fault", "single-read"];
-    let mut args = vec!["--only", "demo", "--cases", dir.path(), "--"];
-    args.extend(server);
-    let (code, checks) = run_json(&args);
+    let cases = |run: HarnessRun| run.args(["--only", "demo", "--cases"]).args([dir.path()]);
+    let outcome = cases(HarnessRun::run_cmd("single-read").args(["--format", "json"]))
+        .reference(&["single-read"])
+        .run();
+    let (code, checks) = (outcome.code(), checks_of(&outcome));
     assert_eq!(code, 1);
     for id in ["demo/large-echo", "demo/small-echo"] {
         let case = checks.iter().find(|c| c["id"] == id).expect("case ran");
@@ -159,43 +137,31 @@ fn a_server_that_trusts_one_read_fails_split_delivery() {
     );
 
     // The clean server passes the same cases in every mode.
-    let args = vec![
-        "--only",
-        "demo",
-        "--cases",
-        dir.path(),
-        "--",
-        harness(),
-        "__reference-server",
-    ];
-    let (code, checks) = run_json(&args);
+    let outcome = cases(HarnessRun::run_cmd("single-read-clean").args(["--format", "json"]))
+        .server([HARNESS, REFERENCE_SERVER])
+        .run();
+    let (code, checks) = (outcome.code(), checks_of(&outcome));
     assert_eq!(code, 0, "{checks:?}");
     assert_eq!(verdict(&checks, "demo/large-echo"), "pass");
 }
 
 #[test]
 fn a_server_killed_by_a_malformed_request_line_is_reported_as_exited() {
-    let dir = CaseDir::new(
+    let dir = case_dir(
         "naive",
         &[
             ("demo/malformed-line.toml", MALFORMED_LINE),
             ("demo/small-echo.toml", SMALL_ECHO),
         ],
     );
-    let args = [
-        "--only",
-        "demo",
-        "--cases",
-        dir.path(),
-        "--",
-        harness(),
-        "__reference-server",
-        "--fault",
-        "iterative",
-        "--fault",
-        "naive-parse",
-    ];
-    let (code, checks) = run_json(&args);
+    let mut args: Vec<OsString> = vec!["--only".into(), "demo".into(), "--cases".into()];
+    args.push(dir.path().into());
+    let outcome = HarnessRun::run_cmd("naive")
+        .args(["--format", "json"])
+        .args(args)
+        .reference(&["iterative", "naive-parse"])
+        .run();
+    let (code, checks) = (outcome.code(), checks_of(&outcome));
     assert_eq!(code, 1);
     let case = checks
         .iter()
@@ -220,20 +186,18 @@ fn a_server_killed_by_a_malformed_request_line_is_reported_as_exited() {
 
 #[test]
 fn a_bad_case_file_is_a_usage_error_naming_the_file() {
-    let dir = CaseDir::new(
+    let dir = case_dir(
         "bad",
         &[(
             "demo/broken.toml",
             "description = 'd'\nrequirement = 'r'\nsend = ['\\q']\n[[expect.pass]]\nstatus = 200\n",
         )],
     );
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let output = Command::new(harness())
-        .args(["run", "--cases", dir.path()])
-        .output()
-        .expect("run harness");
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let output = HarnessRun::run_cmd("bad-case")
+        .args([OsString::from("--cases"), dir.path().into()])
+        .run();
+    output.assert_code(2);
+    let stderr = output.stderr();
     assert!(
         stderr.contains("broken.toml") && stderr.contains("unknown escape"),
         "{stderr}"
@@ -242,11 +206,9 @@ fn a_bad_case_file_is_a_usage_error_naming_the_file() {
 
 #[test]
 fn list_shows_every_case() {
-    let output = Command::new(harness())
-        .arg("list")
-        .output()
-        .expect("run harness");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let output = HarnessRun::bare(["list"]).run();
+    output.assert_code(0);
+    let stdout = output.stdout();
     let cases = stdout
         .lines()
         .filter(|l| l.starts_with("http/") || l.starts_with("gateway/"))

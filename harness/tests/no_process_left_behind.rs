@@ -244,10 +244,8 @@ fn an_interrupt_takes_down_every_process_of_the_run(
 #[test]
 fn an_interrupted_run_still_writes_its_json_and_junit() {
     let _one_at_a_time = support::exclusive();
-    let dir = std::env::temp_dir().join(format!("harness-interrupted-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = support::TempDir::new("interrupted");
     let junit = dir.join("report.xml");
-    let _ = std::fs::remove_file(&junit);
     let run = HarnessRun::run_cmd("interrupt-reports")
         .args(["--format", "json", "--junit"])
         .args([junit.as_os_str()])
@@ -296,7 +294,6 @@ fn an_interrupted_run_still_writes_its_json_and_junit() {
     assert_eq!(checks.len(), http + 2, "{stdout}");
     let xml = std::fs::read_to_string(&junit).expect("the JUnit file was written");
     assert!(xml.contains("concurrency/sleep-latency"), "{xml}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// SIGKILL cannot be caught: the parent-death signal is the backstop, so

@@ -752,36 +752,67 @@ impl Report {
     }
 }
 
-/// A file path in the temp dir, unique per process and name, removed on drop.
-pub struct TempPath(pub std::path::PathBuf);
-
-impl TempPath {
-    /// A path for `name` (nothing is created).
-    pub fn new(name: &str) -> TempPath {
-        TempPath(std::env::temp_dir().join(format!("h5-{}-{name}", std::process::id())))
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        // Absent when the test failed before the file was written.
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// A folder in the temp dir, unique per process and name, created empty and
-/// removed with what it holds on drop, panics included.
+/// A folder in the temp dir, unique per test process, name and call,
+/// created empty and removed with what it holds on drop, panics included.
+/// The one temporary-file type of these tests: a file they need is a path
+/// inside one of these.
 pub struct TempDir(pub std::path::PathBuf);
 
 impl TempDir {
-    /// A fresh, empty folder for `name`.
+    /// A fresh, empty folder; `name` only makes it easy to attribute.
     pub fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("h5-{}-{name}", std::process::id()));
+        // rstest cases run in parallel threads of one process, and may share
+        // a name: the counter keeps their folders apart.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let clean: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let path = std::env::temp_dir().join(format!("h5-{}-{n}-{clean}", std::process::id()));
         // Left by an earlier process with the same pid, if at all.
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
         TempDir(path)
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// `relative` inside the folder (nothing is created).
+    pub fn join(&self, relative: &str) -> std::path::PathBuf {
+        self.0.join(relative)
+    }
+
+    /// Writes `text` at `relative`, creating its folders; returns the path.
+    pub fn write(&self, relative: &str, text: &str) -> std::path::PathBuf {
+        let path = self.0.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
+        }
+        std::fs::write(&path, text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path
+    }
+
+    /// Makes a FIFO at `relative`; returns the path.
+    pub fn fifo(&self, relative: &str) -> std::path::PathBuf {
+        let path = self.0.join(relative);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU)
+            .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
+        path
+    }
+
+    /// The entries of the folder `relative` inside this one (empty if it
+    /// does not exist).
+    pub fn entries(&self, relative: &str) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(self.0.join(relative))
+            .map(|dir| dir.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -789,6 +820,24 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The environment variable that turns the soak tests on. `.ci/run` sets
+/// it, so CI runs every test; without it `cargo test --workspace` skips the
+/// soak tests, each saying so on stderr.
+pub const SOAK_KEY: &str = "HARNESS_SOAK";
+
+/// Whether the soak tests run (`HARNESS_SOAK` set, not empty or `0`). When
+/// they do not, prints that `test` was skipped and how to run it: a soak
+/// test calls this first and returns at once when it says no. Its name ends
+/// in `_soak`, so that cargo test's list of passes shows which ones ran as
+/// skips (the printed line is shown only with `--nocapture`).
+pub fn soak(test: &str) -> bool {
+    let on = std::env::var(SOAK_KEY).is_ok_and(|v| !v.is_empty() && v != "0");
+    if !on {
+        eprintln!("skipped soak test {test}: set {SOAK_KEY}=1 to run it (.ci/run does)");
+    }
+    on
 }
 
 /// Panics with a clear message unless `python3` runs: the tests that use it
