@@ -21,8 +21,9 @@ use crate::config::Config;
 use crate::faults::Fault;
 use crate::framing::{BodyFraming, ChunkedDecoder};
 use crate::gateway::{App, Body, Environ, Response};
+use crate::grammar::{Rejection, Version};
 use crate::listener::peer_addr;
-use crate::parse::{parse_head, Parsed, Rejection, RequestHead, Target, Version};
+use crate::parse::{parse_head, Parsed, RequestHead, Target};
 use crate::response::{reason, write_head, Persistence};
 use crate::signals::shutdown_requested;
 

@@ -19,7 +19,8 @@
 //! far and remembers where it stopped, because a client may deliver a chunk
 //! one byte at a time.
 
-use crate::parse::{is_tchar, Rejection, Version};
+use crate::grammar::{is_field_line, is_tchar, quoted_string_len, trim_ows, trim_start_ows};
+use crate::grammar::{Rejection, Version};
 
 /// How the body of a request is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,19 +176,6 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     digits.iter().try_fold(0u64, |n, &d| {
         n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
-}
-
-/// Strips optional whitespace, OWS = *( SP / HTAB ) (RFC 9110 §5.6.3).
-pub fn trim_ows(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|&b| b != b' ' && b != b'\t')
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|&b| b != b' ' && b != b'\t')
-        .map_or(start, |i| i + 1);
-    &bytes[start..end]
 }
 
 /// Longest chunk-size line (size plus extensions) we read before giving up.
@@ -409,54 +397,6 @@ fn chunk_extensions(mut ext: &[u8]) -> Result<(), Rejection> {
             }
         }
     }
-}
-
-/// Length of the quoted-string at the start of `s` (RFC 9110 §5.6.4), or
-/// `None` if it is unterminated or holds a forbidden byte.
-fn quoted_string_len(s: &[u8]) -> Option<usize> {
-    let mut i = 1;
-    while i < s.len() {
-        match s[i] {
-            b'"' => return Some(i + 1),
-            b'\\' => {
-                let escaped = *s.get(i + 1)?;
-                if !(escaped == b'\t'
-                    || escaped == b' '
-                    || (0x21..=0x7e).contains(&escaped)
-                    || escaped >= 0x80)
-                {
-                    return None;
-                }
-                i += 2;
-            }
-            b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff => i += 1,
-            _ => return None,
-        }
-    }
-    None
-}
-
-fn trim_start_ows(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|&b| b != b' ' && b != b'\t')
-        .unwrap_or(bytes.len());
-    &bytes[start..]
-}
-
-/// field-line = field-name ":" OWS field-value OWS (RFC 9112 §5), with the
-/// value made of field-vchar, SP and HTAB (RFC 9110 §5.5).
-pub fn is_field_line(line: &[u8]) -> bool {
-    let Some(colon) = line.iter().position(|&b| b == b':') else {
-        return false;
-    };
-    let (name, value) = (&line[..colon], &line[colon + 1..]);
-    !name.is_empty() && name.iter().all(|&b| is_tchar(b)) && value.iter().all(|&b| is_field_byte(b))
-}
-
-/// A byte allowed in a field value: field-vchar (VCHAR / obs-text), SP, HTAB.
-pub fn is_field_byte(b: u8) -> bool {
-    b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@
 //! - [`connection`]: one connection in a child: read, call the app, respond, repeat.
 //! - [`parse`]: the request head (httparse tokenises; the rules are here).
 //! - [`framing`]: Content-Length, Transfer-Encoding and the chunked decoder.
+//! - [`grammar`]: the rules both build on (tchar, OWS, quoted-string, field-line),
+//!   and [`Rejection`](grammar::Rejection) and [`Version`](grammar::Version).
+//!   Imports run one way: `parse → framing → grammar`.
 //! - [`response`]: the response head.
 //! - [`gateway`]: the CGI/WSGI-style interface between server and [`app`].
 //! - [`app`]: the conformance app every server under test must serve.
@@ -25,6 +28,7 @@ pub mod error;
 pub mod faults;
 pub mod framing;
 pub mod gateway;
+pub mod grammar;
 pub mod listener;
 pub mod parse;
 pub mod reaper;

@@ -4,12 +4,14 @@
 //! tokeniser can see (space before the colon, obs-fold, control characters,
 //! bare CR, bad tokens). On top of it this module applies the rules that
 //! need the whole head: the limits, the request-target forms, Host, and the
-//! version. Body framing is in `framing.rs`.
+//! version. Body framing is in `framing.rs`; the rules both share (tchar,
+//! OWS) and the [`Rejection`] every rule answers with are in `grammar.rs`.
 //!
 //! Incomplete input is not an error: [`parse_head`] answers
 //! [`Parsed::Partial`] until the blank line that ends the head has arrived.
 
-use crate::framing::{body_framing, trim_ows, BodyFraming};
+use crate::framing::{body_framing, BodyFraming};
+use crate::grammar::{trim_ows, Rejection, Version};
 
 /// Longest request line accepted; longer gets 414 (RFC 9112 §3: a server
 /// that receives a request-target longer than it wishes to parse MUST respond
@@ -19,49 +21,6 @@ pub const MAX_REQUEST_LINE: usize = 8 * 1024;
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields accepted; more gets 431.
 pub const MAX_FIELDS: usize = 100;
-
-/// Why a request was refused, and with which status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rejection {
-    /// The status code to answer with.
-    pub status: u16,
-    /// The rule that was broken, naming its RFC section; sent as the body.
-    pub reason: &'static str,
-}
-
-impl Rejection {
-    /// A rejection with any status.
-    pub const fn new(status: u16, reason: &'static str) -> Rejection {
-        Rejection { status, reason }
-    }
-
-    /// A 400 Bad Request.
-    pub const fn bad_request(reason: &'static str) -> Rejection {
-        Rejection {
-            status: 400,
-            reason,
-        }
-    }
-}
-
-/// The protocol versions we speak.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Version {
-    /// HTTP/1.0: close after each response unless asked to keep alive.
-    Http10,
-    /// HTTP/1.1: persistent by default.
-    Http11,
-}
-
-impl Version {
-    /// As written on the request line, e.g. for SERVER_PROTOCOL.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Version::Http10 => "HTTP/1.0",
-            Version::Http11 => "HTTP/1.1",
-        }
-    }
-}
 
 /// The request-target, in one of its four forms (RFC 9112 §3.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -490,12 +449,6 @@ fn tokens<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
         .filter(|t| !t.is_empty())
         .map(|t| String::from_utf8_lossy(t).to_ascii_lowercase())
         .collect()
-}
-
-/// tchar (RFC 9110 §5.6.2): "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
-/// "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA.
-pub fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Percent-decodes a validated path (RFC 3986 §2.1). Bytes, because `%FF`
