@@ -24,6 +24,7 @@ pub const DEFAULT_PORT: u16 = 8888;
 pub struct Cli {
     /// Address to listen on, HOST:PORT ([::1]:PORT for IPv6). Port 0 picks a free port.
     /// Without it, HOST and PORT come from the environment (defaults 127.0.0.1 and 8888).
+    #[allow(rustdoc::broken_intra_doc_links)] // `[::1]` is an address, not a link
     #[arg(long, value_name = "HOST:PORT")]
     pub listen: Option<String>,
 

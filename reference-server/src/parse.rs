@@ -34,7 +34,7 @@ pub enum Target {
     },
     /// `http://authority/path?query`, which a server MUST accept (§3.2.2).
     Absolute {
-        /// host[:port], which replaces the Host field.
+        /// `host[:port]`, which replaces the Host field.
         authority: String,
         /// The path, still percent-encoded ("/" when empty).
         path: String,

@@ -10,7 +10,7 @@
 //!   environment, loopback host and port.
 //! - [`instance`]: the lifecycle: start, readiness, following a daemonizing
 //!   launcher, signals, teardown without hitting a stranger.
-//! - [`tail`]: the last lines of the server's stdout and stderr, bounded.
+//! - `tail`: the last lines of the server's stdout and stderr, bounded.
 //! - [`error`]: why a start or a signal failed, an exit status in words, and
 //!   the result of a check whose server would not start.
 
