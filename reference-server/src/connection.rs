@@ -18,7 +18,6 @@ use nix::sys::socket::{setsockopt, shutdown, sockopt, Shutdown};
 use nix::sys::time::TimeVal;
 
 use crate::config::Config;
-use crate::faults::Fault;
 use crate::framing::{BodyFraming, ChunkedDecoder};
 use crate::gateway::{App, Body, Environ, Response};
 use crate::grammar::{Rejection, Version};
@@ -125,7 +124,7 @@ impl Connection<'_> {
         let head = self.read_head(deadline)?;
         self.head_request = head.method == "HEAD";
 
-        let single_read = self.config.faults.has(Fault::SingleRead);
+        let single_read = !self.config.faults.reads_until_complete();
         let persistence = if !head.keep_alive || single_read {
             Persistence::Close
         } else if head.version == Version::Http10 {
@@ -163,7 +162,7 @@ impl Connection<'_> {
     fn read_head(&mut self, deadline: Instant) -> Result<RequestHead, Stop> {
         loop {
             if !self.buf.is_empty() {
-                if self.config.faults.has(Fault::NaiveParse) {
+                if self.config.faults.parses_request_line_naively() {
                     naive_request_line(&self.buf);
                 }
                 if let Parsed::Complete(head) = parse_head(&self.buf, self.config.max_body)? {
@@ -171,7 +170,7 @@ impl Connection<'_> {
                     return Ok(head);
                 }
             }
-            if self.config.faults.has(Fault::SingleRead) && self.reads > 0 {
+            if !self.config.faults.reads_until_complete() && self.reads > 0 {
                 // The classic bug: whatever one recv(1024) returned is taken
                 // as the whole request.
                 return Err(Rejection::bad_request(
@@ -206,7 +205,7 @@ impl Connection<'_> {
         head: &RequestHead,
         deadline: Instant,
     ) -> Result<Option<Vec<u8>>, Stop> {
-        let single_read = self.config.faults.has(Fault::SingleRead);
+        let single_read = !self.config.faults.reads_until_complete();
         if head.expect_continue && head.framing != BodyFraming::None && self.buf.is_empty() {
             // RFC 9110 §10.1.1: the client waits for this before sending.
             self.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
@@ -273,10 +272,10 @@ impl Connection<'_> {
                 Err(errno) => return Err(errno),
             }
         }
-        let want = if self.config.faults.has(Fault::SingleRead) {
-            SINGLE_READ
-        } else {
+        let want = if self.config.faults.reads_until_complete() {
             READ_CHUNK
+        } else {
+            SINGLE_READ
         };
         // Read straight into the buffer's free space.
         let filled = self.buf.len();
@@ -344,7 +343,7 @@ impl Connection<'_> {
                 // The `sigpipe` fault: the error is not checked and the next
                 // write to the dead socket raises SIGPIPE, whose default
                 // action kills the process.
-                Err(_) if self.config.faults.has(Fault::Sigpipe) => bytes = &[],
+                Err(_) if !self.config.faults.checks_writes() => bytes = &[],
                 // EPIPE/ECONNRESET: the client is gone. EAGAIN: it stopped
                 // reading for longer than the send timeout.
                 Err(_) => return Err(Stop::Broken),

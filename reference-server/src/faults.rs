@@ -3,8 +3,11 @@
 //! harness can prove that its checks catch it.
 //!
 //! The clean code paths live where they belong (`server.rs`, `reaper.rs`,
-//! `connection.rs`, ...); each of them asks [`Faults::has`] at the one place
-//! where the defect would be, so reading the `if` shows both the bug and the fix.
+//! `connection.rs`, ...). Each asks [`Faults`] one question, named for the
+//! step it decides (`faults.closes_client_in_parent()`,
+//! `faults.reaps_children()`), at the one place where the defect would be, so
+//! reading the `if` shows both the bug and the fix. The questions are below,
+//! one per decision, each naming the fault that changes its answer.
 
 use std::fmt;
 
@@ -116,6 +119,105 @@ impl Faults {
     }
 }
 
+/// The decisions the faults make, one per step of the server. Most are named
+/// for what the clean server does, and are true without faults; the two
+/// faults that only add a step (`leak-fd`, `naive-parse`) are named for it.
+impl Faults {
+    /// Whether SIGPIPE is ignored, so that a write to a vanished client fails
+    /// with EPIPE instead of killing the process. False under `sigpipe`.
+    pub fn ignores_sigpipe(self) -> bool {
+        !self.has(Fault::Sigpipe)
+    }
+
+    /// Whether a failed write ends the connection. False under `sigpipe`,
+    /// where the error goes unchecked and the next write raises SIGPIPE.
+    pub fn checks_writes(self) -> bool {
+        !self.has(Fault::Sigpipe)
+    }
+
+    /// Whether listen(2) gets the configured backlog. False under
+    /// `tiny-backlog`, which listens with a backlog of 1.
+    pub fn honours_backlog(self) -> bool {
+        !self.has(Fault::TinyBacklog)
+    }
+
+    /// Whether SO_REUSEADDR is set before bind. False under `no-reuseaddr`.
+    pub fn reuses_address(self) -> bool {
+        !self.has(Fault::NoReuseaddr)
+    }
+
+    /// Whether each connection gets a forked child. False under `iterative`,
+    /// where the parent serves one connection at a time.
+    pub fn forks_per_connection(self) -> bool {
+        !self.has(Fault::Iterative)
+    }
+
+    /// Whether a SIGCHLD handler reaps children at all. False under `no-reap`.
+    pub fn reaps_children(self) -> bool {
+        !self.has(Fault::NoReap)
+    }
+
+    /// Whether the SIGCHLD handler loops over waitpid until nothing is left,
+    /// since signals coalesce. False under `single-wait` (one per signal).
+    pub fn reaps_in_a_loop(self) -> bool {
+        !self.has(Fault::SingleWait)
+    }
+
+    /// Whether SIGCHLD is installed with SA_RESTART, so that the kernel
+    /// restarts the syscalls it interrupts. False under `no-eintr-retry`.
+    pub fn restarts_interrupted_syscalls(self) -> bool {
+        !self.has(Fault::NoEintrRetry)
+    }
+
+    /// Whether poll and accept are retried when they fail with EINTR. False
+    /// under `no-eintr-retry`, where EINTR is fatal.
+    pub fn retries_eintr(self) -> bool {
+        !self.has(Fault::NoEintrRetry)
+    }
+
+    /// Whether SIGTERM and SIGINT are caught for a graceful shutdown. False
+    /// under `orphan-children`: the parent dies at once, its children live on.
+    pub fn handles_shutdown_signals(self) -> bool {
+        !self.has(Fault::OrphanChildren)
+    }
+
+    /// Whether the parent opens a file for each connection and never closes
+    /// it. True only under `leak-fd`.
+    pub fn leaks_a_file_per_connection(self) -> bool {
+        self.has(Fault::LeakFd)
+    }
+
+    /// Whether the parent closes its copy of the client socket after fork.
+    /// False under `keep-client-fd`.
+    pub fn closes_client_in_parent(self) -> bool {
+        !self.has(Fault::KeepClientFd)
+    }
+
+    /// Whether the child closes its copy of the listening socket. False under
+    /// `keep-listener`.
+    pub fn closes_listener_in_child(self) -> bool {
+        !self.has(Fault::KeepListener)
+    }
+
+    /// Whether the child exits once it has served its connection. False under
+    /// `no-exit`, where it falls back into the accept loop.
+    pub fn exits_after_serving(self) -> bool {
+        !self.has(Fault::NoExit)
+    }
+
+    /// Whether reads go on until the request is complete. False under
+    /// `single-read`: one read of 1024 bytes is taken as the whole request.
+    pub fn reads_until_complete(self) -> bool {
+        !self.has(Fault::SingleRead)
+    }
+
+    /// Whether the request line is first split on whitespace, panicking on
+    /// fewer than three parts. True only under `naive-parse`.
+    pub fn parses_request_line_naively(self) -> bool {
+        self.has(Fault::NaiveParse)
+    }
+}
+
 impl FromIterator<Fault> for Faults {
     fn from_iter<I: IntoIterator<Item = Fault>>(iter: I) -> Self {
         Faults(iter.into_iter().fold(0, |bits, f| bits | f.bit()))
@@ -141,5 +243,81 @@ mod tests {
         assert!(!set.has(Fault::NoReap));
         assert_eq!(set.iter().count(), 2);
         assert!(Faults::NONE.is_empty());
+    }
+
+    /// Each decision changes under exactly its own fault and no other, so
+    /// that `--fault X` reproduces X and nothing else.
+    #[test]
+    fn each_decision_answers_to_exactly_its_fault() {
+        type Decision = fn(Faults) -> bool;
+        let decisions: [(&str, Decision, Fault); 16] = [
+            ("ignores_sigpipe", Faults::ignores_sigpipe, Fault::Sigpipe),
+            ("checks_writes", Faults::checks_writes, Fault::Sigpipe),
+            (
+                "honours_backlog",
+                Faults::honours_backlog,
+                Fault::TinyBacklog,
+            ),
+            ("reuses_address", Faults::reuses_address, Fault::NoReuseaddr),
+            (
+                "forks_per_connection",
+                Faults::forks_per_connection,
+                Fault::Iterative,
+            ),
+            ("reaps_children", Faults::reaps_children, Fault::NoReap),
+            (
+                "reaps_in_a_loop",
+                Faults::reaps_in_a_loop,
+                Fault::SingleWait,
+            ),
+            (
+                "restarts_interrupted_syscalls",
+                Faults::restarts_interrupted_syscalls,
+                Fault::NoEintrRetry,
+            ),
+            ("retries_eintr", Faults::retries_eintr, Fault::NoEintrRetry),
+            (
+                "handles_shutdown_signals",
+                Faults::handles_shutdown_signals,
+                Fault::OrphanChildren,
+            ),
+            (
+                "leaks_a_file_per_connection",
+                Faults::leaks_a_file_per_connection,
+                Fault::LeakFd,
+            ),
+            (
+                "closes_client_in_parent",
+                Faults::closes_client_in_parent,
+                Fault::KeepClientFd,
+            ),
+            (
+                "closes_listener_in_child",
+                Faults::closes_listener_in_child,
+                Fault::KeepListener,
+            ),
+            (
+                "exits_after_serving",
+                Faults::exits_after_serving,
+                Fault::NoExit,
+            ),
+            (
+                "reads_until_complete",
+                Faults::reads_until_complete,
+                Fault::SingleRead,
+            ),
+            (
+                "parses_request_line_naively",
+                Faults::parses_request_line_naively,
+                Fault::NaiveParse,
+            ),
+        ];
+        for (name, decide, own) in decisions {
+            let clean = decide(Faults::NONE);
+            for fault in Fault::ALL {
+                let answer = decide([fault].into_iter().collect());
+                assert_eq!(answer != clean, fault == own, "{name} under {fault}");
+            }
+        }
     }
 }

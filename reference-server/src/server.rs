@@ -35,34 +35,43 @@ use crate::signals::{self, ShutdownPipe};
 /// `listening on http://HOST:PORT` line once the socket listens.
 pub fn run(config: &Config, app: &dyn App, announce: &mut dyn Write) -> Result<(), ServerError> {
     let faults = config.faults;
-    if faults.has(Fault::Sigpipe) {
-        signals::default_sigpipe()?;
-    } else {
+    // A client that vanishes mid-response must cost us an EPIPE, not the
+    // process (signals.rs says why SIGPIPE is set explicitly either way).
+    if faults.ignores_sigpipe() {
         signals::ignore_sigpipe()?;
-    }
-    // The `tiny-backlog` fault: the listen(1) of many tutorials.
-    let backlog = if faults.has(Fault::TinyBacklog) {
-        1
     } else {
+        signals::default_sigpipe()?;
+    }
+
+    // socket → setsockopt(SO_REUSEADDR) → bind → listen.
+    let backlog = if faults.honours_backlog() {
         config.backlog
+    } else {
+        // The `tiny-backlog` fault: the listen(1) of many tutorials.
+        1
     };
-    let listener = Listener::bind(config.addr, backlog, !faults.has(Fault::NoReuseaddr))?;
+    let listener = Listener::bind(config.addr, backlog, faults.reuses_address())?;
     let local = listener.local_addr();
 
-    reaper::init(if faults.has(Fault::Iterative) {
-        0
-    } else {
+    // The child table, and the SIGCHLD handler that empties it. A server that
+    // never forks (`iterative`) has no children to record.
+    reaper::init(if faults.forks_per_connection() {
         config.max_children
+    } else {
+        0
     });
-    let reaping = if faults.has(Fault::NoReap) {
+    // SIGCHLD → waitpid(-1, WNOHANG) in a loop, because signals of one kind
+    // coalesce (reaper.rs); installed with SA_RESTART so that it does not
+    // turn every blocking syscall into an EINTR.
+    let reaping = if !faults.reaps_children() {
         Reaping::Never
-    } else if faults.has(Fault::SingleWait) {
+    } else if !faults.reaps_in_a_loop() {
         Reaping::Once
     } else {
         Reaping::Loop
     };
-    reaper::install(reaping, !faults.has(Fault::NoEintrRetry))?;
-    let shutdown_pipe = ShutdownPipe::install(!faults.has(Fault::OrphanChildren))?;
+    reaper::install(reaping, faults.restarts_interrupted_syscalls())?;
+    let shutdown_pipe = ShutdownPipe::install(faults.handles_shutdown_signals())?;
 
     if !faults.is_empty() {
         let names: Vec<&str> = faults.iter().map(Fault::name).collect();
@@ -113,10 +122,8 @@ impl Server<'_> {
             ];
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
-                Err(Errno::EINTR) if faults.has(Fault::NoEintrRetry) => {
-                    return Err(ServerError::Poll(Errno::EINTR))
-                }
-                Err(Errno::EINTR) => continue,
+                Err(Errno::EINTR) if faults.retries_eintr() => continue,
+                Err(Errno::EINTR) => return Err(ServerError::Poll(Errno::EINTR)),
                 Err(errno) => return Err(ServerError::Poll(errno)),
             }
             let readable = fds[0]
@@ -150,10 +157,8 @@ impl Server<'_> {
                 Ok(fd) => Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) })),
                 // A signal arrived during accept: try again (the classic bug is
                 // to treat this as fatal).
-                Err(Errno::EINTR) if faults.has(Fault::NoEintrRetry) => {
-                    Err(ServerError::Accept(Errno::EINTR))
-                }
-                Err(Errno::EINTR) => continue,
+                Err(Errno::EINTR) if faults.retries_eintr() => continue,
+                Err(Errno::EINTR) => Err(ServerError::Accept(Errno::EINTR)),
                 // Nothing queued any more.
                 Err(Errno::EAGAIN) => Ok(None),
                 // The client gave up before we accepted; not our problem.
@@ -176,14 +181,14 @@ impl Server<'_> {
     /// Hands a new connection to a child, or serves it here under `iterative`.
     fn dispatch(&self, client: OwnedFd) -> Result<(), ServerError> {
         let faults = self.config.faults;
-        if faults.has(Fault::LeakFd) {
-            // The bug: a file opened per connection and never closed.
+        if faults.leaks_a_file_per_connection() {
+            // The `leak-fd` bug: a file opened per connection and never closed.
             if let Ok(file) = std::fs::File::open("/dev/null") {
                 std::mem::forget(file);
             }
         }
-        if faults.has(Fault::Iterative) {
-            // The bug: everyone else waits in the backlog meanwhile.
+        if !faults.forks_per_connection() {
+            // The `iterative` bug: everyone else waits in the backlog meanwhile.
             connection::serve(client, self.config, self.local, self.app);
         } else if reaper::live() >= self.config.max_children {
             refuse_busy(client);
@@ -206,28 +211,28 @@ impl Server<'_> {
                 // reap the child before it is in the table.
                 reaper::record(child);
                 signals::restore(&mask)?;
-                if faults.has(Fault::KeepClientFd) {
-                    // The bug: our copy keeps the connection open after the
-                    // child closes its own, so the client never sees EOF and
-                    // the parent runs out of descriptors.
-                    std::mem::forget(client);
-                } else {
+                if faults.closes_client_in_parent() {
                     // The child has its own copy; ours must go, or the
                     // connection outlives the child that serves it.
                     drop(client);
+                } else {
+                    // The `keep-client-fd` bug: our copy keeps the connection
+                    // open after the child closes its own, so the client
+                    // never sees EOF and the parent runs out of descriptors.
+                    std::mem::forget(client);
                 }
                 Ok(())
             }
             Ok(ForkResult::Child) => {
                 signals::reset_in_child(&mask);
-                if faults.has(Fault::NoExit) {
-                    // The bug: no exit after serving. The child returns into
-                    // its copy of the accept loop and becomes a second
-                    // acceptor; every connection leaves one more process.
+                if !faults.exits_after_serving() {
+                    // The `no-exit` bug: no exit after serving. The child
+                    // returns into its copy of the accept loop and becomes a
+                    // second acceptor; every connection leaves one more process.
                     connection::serve(client, self.config, self.local, self.app);
                     return Ok(());
                 }
-                if !faults.has(Fault::KeepListener) {
+                if faults.closes_listener_in_child() {
                     // The child never accepts; holding the listener would keep
                     // the port open after the parent dies.
                     let _ = close(self.listener.raw_fd());
