@@ -174,19 +174,8 @@ pub fn marked_processes(marker: &Marker) -> Vec<Marked> {
     found
 }
 
-/// Polls until `condition` holds or `timeout` passes; returns whether it held.
-pub fn poll_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(POLL);
-    }
-}
+/// Polls until `condition` holds or `timeout` passes: the harness's own.
+pub use harness::poll::poll_until;
 
 /// The processes still carrying `marker` once they had [`LEFTOVER_DEADLINE`]
 /// to disappear (empty as soon as none is left).
