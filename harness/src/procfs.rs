@@ -10,7 +10,7 @@
 //! Formats parsed here are documented in proc(5): `/proc/PID/stat`,
 //! `/proc/PID/fd/`, `/proc/net/tcp` and `/proc/net/tcp6`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -493,6 +493,15 @@ pub fn listening_inodes(port: u16) -> Result<Vec<u64>, ProcError> {
         .into_iter()
         .filter(|row| row.state == TCP_LISTEN && row.local_port == port)
         .map(|row| row.inode)
+        .collect())
+}
+
+/// Every local port a TCP socket (IPv4 or IPv6, any state, TIME_WAIT
+/// included) uses now.
+pub fn local_tcp_ports() -> Result<BTreeSet<u16>, ProcError> {
+    Ok(all_tcp_rows()?
+        .into_iter()
+        .map(|row| row.local_port)
         .collect())
 }
 

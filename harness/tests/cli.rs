@@ -11,7 +11,6 @@ mod support;
 
 use std::fs::File;
 use std::io::Read;
-use std::net::TcpListener;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::Stdio;
 use std::time::Duration;
@@ -468,15 +467,9 @@ fn placeholders_in_the_server_arguments_are_substituted(#[case] address_args: &[
     }
 }
 
-/// A port the kernel says is free right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind port 0");
-    listener.local_addr().expect("local address").port()
-}
-
 #[test]
 fn a_fixed_port_is_used_for_every_server() {
-    let port = free_port();
+    let port = support::free_port();
     let outcome = HarnessRun::run_cmd("fixed-port")
         .args([
             "--port",

@@ -347,10 +347,7 @@ fn a_sigkilled_harness_takes_its_server_down_by_the_parent_death_signal() {
 #[test]
 fn a_stale_server_on_the_fixed_port_is_named_and_nothing_is_judged() {
     support::require_python3();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = support::free_port();
     let stale_marker = Marker::new("stale");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")

@@ -20,7 +20,7 @@
 //! that process is the server, for signals, exit and census alike.
 
 use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -33,6 +33,7 @@ use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::error::{SignalError, StartError};
+use super::port;
 use super::spec::{parse_loopback, substitute_args, PortChoice, TargetSpec};
 use super::tail::{lock_tail, spawn_drain, SharedTail};
 use crate::procfs;
@@ -155,12 +156,7 @@ impl ServerInstance {
             PortChoice::Fixed(port) => port,
             PortChoice::Auto => {
                 let ip = parse_loopback(&spec.host)?;
-                // The port is free when we close the listener; another process
-                // could take it before the server binds, which then shows up as
-                // a startup failure rather than a silent mix-up, because the
-                // other process is not of the server's tree.
-                let listener = TcpListener::bind((ip, 0)).map_err(StartError::PortPick)?;
-                listener.local_addr().map_err(StartError::PortPick)?.port()
+                port::pick(ip).map_err(StartError::PortPick)?
             }
         };
         Self::start_on_port(spec, port)

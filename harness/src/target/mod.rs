@@ -10,12 +10,15 @@
 //!   environment, loopback host and port.
 //! - [`instance`]: the lifecycle: start, readiness, following a daemonizing
 //!   launcher, signals, teardown without hitting a stranger.
+//! - [`port`]: choosing a free port outside the ephemeral range, where no
+//!   client connection can take it before the server binds.
 //! - `tail`: the last lines of the server's stdout and stderr, bounded.
 //! - [`error`]: why a start or a signal failed, an exit status in words, and
 //!   the result of a check whose server would not start.
 
 pub mod error;
 pub mod instance;
+pub mod port;
 pub mod spec;
 mod tail;
 

@@ -177,6 +177,12 @@ pub fn marked_processes(marker: &Marker) -> Vec<Marked> {
 /// Polls until `condition` holds or `timeout` passes: the harness's own.
 pub use harness::poll::poll_until;
 
+/// A port free now, outside the ephemeral range (so that no client
+/// connection takes it before the server binds), as the harness picks them.
+pub fn free_port() -> u16 {
+    harness::target::port::pick(std::net::Ipv4Addr::LOCALHOST.into()).expect("a free port")
+}
+
 /// The processes still carrying `marker` once they had [`LEFTOVER_DEADLINE`]
 /// to disappear (empty as soon as none is left).
 pub fn leftovers(marker: &Marker) -> Vec<Marked> {
