@@ -534,9 +534,19 @@ pub fn accepted_inodes(port: u16) -> Result<Vec<u64>, ProcError> {
 /// Does `pid` hold a descriptor for the socket with this inode? `false` when
 /// the process cannot be inspected (gone, or not ours).
 pub fn holds_inode(pid: i32, inode: u64) -> bool {
-    fds(pid)
-        .map(|list| list.iter().any(|info| socket_inode(info) == Some(inode)))
-        .unwrap_or(false)
+    holds_any_inode(pid, &HashSet::from([inode]))
+}
+
+/// Does `pid` hold a descriptor for any of these sockets? One read of its
+/// descriptor table, however many inodes are asked about. `false` when the
+/// process cannot be inspected (gone, or not ours).
+pub fn holds_any_inode(pid: i32, inodes: &HashSet<u64>) -> bool {
+    !inodes.is_empty()
+        && fds(pid).is_ok_and(|list| {
+            list.iter()
+                .filter_map(socket_inode)
+                .any(|inode| inodes.contains(&inode))
+        })
 }
 
 /// Name of a TCP state number as used by `ss` and netstat (include/net/tcp_states.h).
@@ -574,29 +584,18 @@ pub fn tcp_state_counts(port: u16) -> Result<BTreeMap<String, usize>, ProcError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::ProcessGroup;
     use std::net::{TcpListener, TcpStream};
-    use std::os::unix::process::CommandExt;
-    use std::process::{Child, Command, Stdio};
+    use std::process::{Command, Stdio};
 
-    /// Kills and reaps a test child on drop, panics included.
-    struct KillOnDrop(Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    fn spawn_sleep(own_group: bool) -> KillOnDrop {
+    /// A `sleep 30` in a process group of its own, killed on drop.
+    fn spawn_sleep() -> ProcessGroup {
         let mut cmd = Command::new("sleep");
         cmd.arg("30")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if own_group {
-            cmd.process_group(0);
-        }
-        KillOnDrop(cmd.spawn().expect("spawn sleep"))
+        ProcessGroup::spawn(&mut cmd).expect("spawn sleep")
     }
 
     fn self_pid() -> i32 {
@@ -640,8 +639,8 @@ mod tests {
 
     #[test]
     fn descendants_find_a_spawned_child() {
-        let child = spawn_sleep(false);
-        let pid = child.0.id() as i32;
+        let child = spawn_sleep();
+        let pid = child.pid();
         let found = descendants(self_pid());
         assert!(found.iter().any(|p| p.pid == pid), "{pid} not in {found:?}");
         assert!(found.iter().all(|p| p.pid != self_pid()));
@@ -674,8 +673,8 @@ mod tests {
 
     #[test]
     fn group_members_find_a_child_in_its_own_group() {
-        let child = spawn_sleep(true);
-        let pid = child.0.id() as i32;
+        let child = spawn_sleep();
+        let pid = child.pid();
         let members = group_members(pid);
         assert!(members.iter().any(|p| p.pid == pid), "{members:?}");
         assert!(members.iter().all(|p| p.pgrp == pid));
@@ -695,6 +694,14 @@ mod tests {
         let inodes = listening_inodes(port).expect("listening inodes");
         assert_eq!(inodes.len(), 1, "{inodes:?}");
         assert!(holds_inode(self_pid(), inodes[0]));
+        // Any of several: one held is enough; none asked about is no.
+        let unheld = u64::MAX;
+        assert!(holds_any_inode(
+            self_pid(),
+            &HashSet::from([unheld, inodes[0]])
+        ));
+        assert!(!holds_any_inode(self_pid(), &HashSet::from([unheld])));
+        assert!(!holds_any_inode(self_pid(), &HashSet::new()));
         let ours = list
             .iter()
             .filter_map(socket_inode)

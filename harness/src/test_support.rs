@@ -1,5 +1,13 @@
 //! Helpers for the library's unit tests.
 
+// The one process-group guard of every test in the workspace (the
+// end-to-end tests' support module and the reference server's tests include
+// the same file); the unit tests use only part of it.
+#[allow(dead_code)]
+#[path = "../tests/support/group.rs"]
+mod group;
+pub(crate) use group::ProcessGroup;
+
 use std::process::{Command, Output, Stdio};
 
 /// Runs the test named `test` of this test binary in a child process with

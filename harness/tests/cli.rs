@@ -349,6 +349,30 @@ fn strict_turns_a_warning_into_a_failure(
     outcome.assert_code(code);
 }
 
+/// `--strict` decides the verdict before it is streamed: the line printed
+/// while the run goes says FAIL, as the summary counts it, never WARN.
+#[test]
+fn strict_verdicts_are_streamed_as_failures() {
+    support::require_python3();
+    let outcome = HarnessRun::run_cmd("strict-human")
+        .args(["--only", "concurrency/burst", "--strict"])
+        .server(py_503_server(&["{host}", "{port}"]))
+        .run();
+    let stdout = outcome.stdout();
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("concurrency/burst"))
+        .unwrap_or_else(|| panic!("no line for concurrency/burst:\n{stdout}"));
+    assert!(line.starts_with("FAIL "), "streamed as: {line}\n{stdout}");
+    assert!(
+        !stdout.lines().any(|line| line.starts_with("WARN ")),
+        "{stdout}"
+    );
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(summary.contains("1 failed, 0 warned"), "{summary}");
+    outcome.assert_code(1);
+}
+
 /// A server that never listens, exits at once, or cannot be executed: exit
 /// 2, with the command, how it ended and its last stderr lines on stderr;
 /// JSON still reports `lifecycle/startup` as failed.
@@ -500,7 +524,7 @@ fn a_fixed_port_is_used_for_every_server() {
 /// Runs the harness with its stdout on a pseudo-terminal and returns the
 /// exit code and what it wrote there.
 fn run_on_a_terminal(run: HarnessRun) -> (i32, Vec<u8>) {
-    let _one_at_a_time = support::exclusive();
+    let _slot = support::run_slot();
     let (mut master, mut slave) = (-1, -1);
     // SAFETY: openpty writes two new descriptors into the two out-pointers,
     // which point at live locals; name, termios and window size may be null.

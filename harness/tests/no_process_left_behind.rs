@@ -203,7 +203,7 @@ fn every_stop_signal_takes_the_servers_down(
     )]
     signal: Signal,
 ) {
-    let _one_at_a_time = support::exclusive();
+    let _slot = support::run_slot();
     let run = HarnessRun::run_cmd("interrupt-checks")
         .args(["--only", "concurrency/sleep-latency", "--sleep-ms", "10000"])
         .reference(&[]);
@@ -227,7 +227,7 @@ fn an_interrupt_takes_down_every_process_of_the_run(
     #[values(Signal::SIGINT, Signal::SIGTERM)] signal: Signal,
 ) {
     support::require_python3();
-    let _one_at_a_time = support::exclusive();
+    let _slot = support::run_slot();
     let run = HarnessRun::run_cmd("interrupt-escaped")
         .args(args.iter().copied())
         .server(server);
@@ -243,7 +243,7 @@ fn an_interrupt_takes_down_every_process_of_the_run(
 /// selected check as an error saying it was interrupted.
 #[test]
 fn an_interrupted_run_still_writes_its_json_and_junit() {
-    let _one_at_a_time = support::exclusive();
+    let _slot = support::run_slot();
     let dir = support::TempDir::new("interrupted");
     let junit = dir.join("report.xml");
     let run = HarnessRun::run_cmd("interrupt-reports")
@@ -301,7 +301,7 @@ fn an_interrupted_run_still_writes_its_json_and_junit() {
 /// server's to stop: the documented limit.)
 #[test]
 fn a_sigkilled_harness_takes_its_server_down_by_the_parent_death_signal() {
-    let _one_at_a_time = support::exclusive();
+    let _slot = support::run_slot();
     let run = HarnessRun::run_cmd("sigkill")
         .args(["--only", "concurrency/sleep-latency", "--sleep-ms", "10000"])
         .reference(&[]);

@@ -57,6 +57,8 @@ pub const CHECKS: &[CheckDef] = &[
 const PASS_SHARE: f64 = 0.75;
 /// Parallelism below which the sleep check fails.
 const FAIL_BELOW: f64 = 1.5;
+/// Timed rounds at most, when the first lands between fail and pass.
+const ROUNDS: usize = 3;
 
 fn sleep_latency(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let (clients, ms) = (ctx.settings.sleep_clients.max(1), ctx.settings.sleep_ms);
@@ -75,12 +77,36 @@ fn sleep_latency(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     // Every client connects first and all send together: the time a full
     // accept queue adds to a connect (a retransmitted SYN costs a second)
     // is concurrency/burst's finding, not counted here again.
-    let barrier = Barrier::new(clients);
-    let timed = in_parallel(clients, |_| {
-        let pending = timed::Pending::connect(addr, timed::REQUEST_TIMEOUT);
-        barrier.wait();
-        pending.exchange(&request, timeout)
-    });
+    let round = || {
+        let barrier = Barrier::new(clients);
+        in_parallel(clients, |_| {
+            let pending = timed::Pending::connect(addr, timed::REQUEST_TIMEOUT);
+            barrier.wait();
+            pending.exchange(&request, timeout)
+        })
+    };
+    // A round that lands in the warning band is timed again, up to
+    // ROUNDS in all, and the best one counts: a loaded machine delays some
+    // rounds and not others, while a partly serial server is slow in every
+    // one, and no delay can make a serial server look parallel. A failed
+    // request or a serial round is not retried.
+    let pass_at = (clients as f64 * PASS_SHARE).max(1.0);
+    let mut timed = round();
+    let mut rounds = 1;
+    while rounds < ROUNDS {
+        let parallelism = parallelism_of(&timed, clients, ms);
+        let all_answered = timed.iter().all(|t| t.status == Some(200));
+        if !all_answered || parallelism >= pass_at || parallelism < FAIL_BELOW {
+            break;
+        }
+        let again = round();
+        rounds += 1;
+        if again.iter().all(|t| t.status == Some(200))
+            && parallelism_of(&again, clients, ms) > parallelism
+        {
+            timed = again;
+        }
+    }
 
     let mut result = result
         .figure("clients", clients)
@@ -103,14 +129,7 @@ fn sleep_latency(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
             }
         }
     }
-    // Service: from the first request sent to the last response head, all
-    // measured on the clients' common clock.
-    let first_sent = timed.iter().filter_map(|t| Some(t.started + t.sent?)).min();
-    let last_head = timed.iter().filter_map(|t| Some(t.started + t.head?)).max();
-    let service = match (first_sent, last_head) {
-        (Some(sent), Some(head)) => head.saturating_duration_since(sent),
-        _ => Duration::ZERO,
-    };
+    let service = service_of(&timed);
     let connect_max = timed
         .iter()
         .filter_map(|t| t.connected)
@@ -121,9 +140,9 @@ fn sleep_latency(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
         .filter_map(timed::Timed::service)
         .max()
         .unwrap_or_default();
-    let parallelism = (clients as f64 * ms as f64) / (service.as_secs_f64() * 1000.0).max(1.0);
-    let pass_at = (clients as f64 * PASS_SHARE).max(1.0);
+    let parallelism = parallelism_of(&timed, clients, ms);
     result = result
+        .figure("rounds", rounds)
         .figure("wall_ms", service.as_millis() as u64)
         .figure("slowest_service_ms", slowest.as_millis() as u64)
         .figure("connect_max_ms", connect_max.as_millis() as u64)
@@ -143,6 +162,22 @@ fn sleep_latency(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     } else {
         result.fail(format!("{summary}: requests were served one after another"))
     }
+}
+
+/// Service of one round: from the first request sent to the last response
+/// head, all measured on the clients' common clock.
+fn service_of(timed: &[timed::Timed]) -> Duration {
+    let first_sent = timed.iter().filter_map(|t| Some(t.started + t.sent?)).min();
+    let last_head = timed.iter().filter_map(|t| Some(t.started + t.head?)).max();
+    match (first_sent, last_head) {
+        (Some(sent), Some(head)) => head.saturating_duration_since(sent),
+        _ => Duration::ZERO,
+    }
+}
+
+/// Clients × sleep over the service: how many sleeps overlapped.
+fn parallelism_of(timed: &[timed::Timed], clients: usize, ms: u64) -> f64 {
+    (clients as f64 * ms as f64) / (service_of(timed).as_secs_f64() * 1000.0).max(1.0)
 }
 
 /// How a stalled client stalls: sending nothing, or half a request.

@@ -299,7 +299,11 @@ fn child_listener(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let client_port = conn.stream().local_addr().map(|a| a.port()).unwrap_or(0);
     let how = if sleep {
         if let Err(error) =
-            conn.send(b"GET /sleep?ms=1000 HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n")
+            // Long enough that the child still serves it while it is found
+            // and judged on a loaded machine.
+            conn.send(
+                b"GET /sleep?ms=2000 HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n",
+            )
         {
             return result.error(format!("could not send the /sleep request: {error}"));
         }
@@ -310,7 +314,10 @@ fn child_listener(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     let serving = census::serving_process(pid, port, client_port);
     let verdict = match serving.as_ref().filter(|p| p.pid != pid) {
         None if serving.is_none() => {
-            result.error(format!("{how} was not accepted within 1 s: no process holds it"))
+            result.error(format!(
+                "{how} was not accepted within {} s: no process holds it",
+                census::SERVING_LIMIT.as_secs()
+            ))
         }
         None => result.skip(format!(
             "the server process itself serves {how}: no child per connection"

@@ -702,8 +702,8 @@ enum Owner {
 /// Who holds the socket listening on `port`, seen from the tree tagged
 /// `tag` and led by `leader`.
 fn listener_owner(tag: &str, leader: i32, port: u16) -> Owner {
-    let inodes = match procfs::listening_inodes(port) {
-        Ok(inodes) => inodes,
+    let inodes: std::collections::HashSet<u64> = match procfs::listening_inodes(port) {
+        Ok(inodes) => inodes.into_iter().collect(),
         Err(_) => return Owner::Unknown,
     };
     if inodes.is_empty() {
@@ -711,12 +711,7 @@ fn listener_owner(tag: &str, leader: i32, port: u16) -> Owner {
     }
     let holders: Vec<procfs::ProcStat> = tree::members(tag, leader)
         .into_iter()
-        .filter(|p| {
-            p.is_live()
-                && inodes
-                    .iter()
-                    .any(|&inode| procfs::holds_inode(p.pid, inode))
-        })
+        .filter(|p| p.is_live() && procfs::holds_any_inode(p.pid, &inodes))
         .collect();
     if holders.is_empty() {
         Owner::Other

@@ -4,10 +4,12 @@
 //! judges what it prints and how it exits. Three rules keep those tests
 //! honest on a small shared machine:
 //!
-//! - **One harness run at a time.** The harness measures timing (parallelism,
-//!   latency), so two runs competing for 2 cores could turn each other's
-//!   passes into failures. [`HarnessRun::run`] holds a process-wide lock for
-//!   the whole run, leftover scan included.
+//! - **A few harness runs at a time.** The harness measures timing
+//!   (parallelism, latency) and its runs mostly wait on servers, so a test
+//!   binary lets [`DEFAULT_RUNS_AT_ONCE`] of them overlap (`HARNESS_TEST_RUNS`
+//!   changes it; 1 serialises them) and no more: the checks are built for a
+//!   loaded machine, not for an unbounded pile of runs. [`HarnessRun::run`]
+//!   holds a [`RunSlot`] for the whole run, leftover scan included.
 //! - **Every run is marked.** Each run passes `--env HARNESS_TEST_MARKER=<unique>`,
 //!   which the harness hands to every server it starts, and the server's
 //!   children inherit it. After the run, [`assert_nothing_left`] scans
@@ -21,17 +23,20 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+mod group;
+pub use group::ProcessGroup;
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// The harness binary under test.
@@ -91,15 +96,54 @@ pub const LEFTOVER_DEADLINE: Duration = Duration::from_secs(10);
 /// Pause between polls of a condition.
 pub const POLL: Duration = Duration::from_millis(20);
 
-/// Serialises harness runs within one test binary (see the module docs).
-static RUN_LOCK: Mutex<()> = Mutex::new(());
+/// How many harness runs one test binary lets go at once, unless
+/// `HARNESS_TEST_RUNS` says otherwise (1 serialises them, for a machine that
+/// is busy with something else).
+pub const DEFAULT_RUNS_AT_ONCE: usize = 3;
 
-/// Takes the run lock. A test that panicked while holding it leaves nothing
-/// inconsistent behind (the lock guards no data), so poisoning is ignored.
-pub fn exclusive() -> MutexGuard<'static, ()> {
-    RUN_LOCK
+/// The number of runs at once (see [`DEFAULT_RUNS_AT_ONCE`]).
+fn runs_at_once() -> usize {
+    static RUNS: OnceLock<usize> = OnceLock::new();
+    *RUNS.get_or_init(|| {
+        std::env::var("HARNESS_TEST_RUNS")
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .filter(|&n| n >= 1)
+            .unwrap_or(DEFAULT_RUNS_AT_ONCE)
+    })
+}
+
+/// Runs in progress in this test binary, and their wake-up call.
+static RUNS_GOING: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// A place among the runs allowed at once; given back on drop.
+pub struct RunSlot(());
+
+impl Drop for RunSlot {
+    fn drop(&mut self) {
+        let (going, freed) = &RUNS_GOING;
+        *going
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) -= 1;
+        freed.notify_one();
+    }
+}
+
+/// Waits for a place among the runs allowed at once. A test that panicked
+/// holding one gave it back on unwinding (the count guards nothing else),
+/// so poisoning is ignored.
+pub fn run_slot() -> RunSlot {
+    let (going, freed) = &RUNS_GOING;
+    let mut count = going
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    while *count >= runs_at_once() {
+        count = freed
+            .wait(count)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+    *count += 1;
+    RunSlot(())
 }
 
 /// A value unique to one harness run, carried by every server it starts.
@@ -225,16 +269,13 @@ impl Drop for MarkerSweep {
     }
 }
 
-/// A child process in a process group of its own; the whole group is killed
-/// and the child reaped on drop, panics included.
+/// A child process in a process group of its own ([`ProcessGroup`]), its
+/// stdout and stderr collected by threads; the whole group is killed on
+/// drop, panics included.
 pub struct GroupChild {
-    child: Child,
+    group: ProcessGroup,
     stdout: Option<JoinHandle<Vec<u8>>>,
     stderr: Option<JoinHandle<Vec<u8>>>,
-    /// Set once the child was reaped; its pid (= pgid) may be reused after that.
-    status: Option<ExitStatus>,
-    /// The child's peak resident set in KiB, from `wait4` when it was reaped.
-    peak_rss_kb: Option<u64>,
 }
 
 impl GroupChild {
@@ -246,11 +287,9 @@ impl GroupChild {
         if capture_stdout {
             command.stdout(Stdio::piped());
         }
-        command.process_group(0);
-        let mut child = command
-            .spawn()
+        let group = ProcessGroup::spawn(command)
             .unwrap_or_else(|e| panic!("cannot spawn {command:?}: {e}"));
-        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        fn drain(pipe: Option<impl Read + Send + 'static>) -> Option<JoinHandle<Vec<u8>>> {
             pipe.map(|mut pipe| {
                 thread::spawn(move || {
                     let mut bytes = Vec::new();
@@ -259,89 +298,39 @@ impl GroupChild {
                     bytes
                 })
             })
-        };
-        let stdout = drain(
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let stderr = drain(
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
+        }
         GroupChild {
-            child,
-            stdout,
-            stderr,
-            status: None,
-            peak_rss_kb: None,
+            stdout: drain(group.take_stdout()),
+            stderr: drain(group.take_stderr()),
+            group,
         }
     }
 
     /// The child's pid, which is also its process group id.
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.group.pid()
     }
 
     /// Sends `signal` to the child's process group, as a terminal does for
     /// Ctrl-C. Refuses once the child was reaped (its pgid may be reused).
     pub fn signal_group(&self, signal: Signal) {
-        assert!(self.status.is_none(), "the child was already reaped");
-        killpg(Pid::from_raw(self.pid()), signal)
+        self.group
+            .signal_group(signal)
             .unwrap_or_else(|e| panic!("killpg({}, {signal}): {e}", self.pid()));
     }
 
-    /// Waits up to `timeout` for the child to exit; `None` if it did not.
+    /// Waits up to `timeout` for the child to exit, then reaps it; `None` if
+    /// it did not exit (it is killed with its group on drop).
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.status {
-                return Some(status);
-            }
-            match self.try_reap() {
-                Some(status) => self.status = Some(status),
-                None if Instant::now() < deadline => thread::sleep(POLL),
-                None => return None,
-            }
-        }
+        self.group.wait_timeout(timeout)?;
+        self.group.reap_ended()
     }
 
-    /// Reaps the child if it has exited, with `wait4`, which also gives its
-    /// peak resident set (`ru_maxrss`) as the kernel counted it: exact, not
-    /// sampled, so a peak between two polls cannot be missed. It is the
-    /// largest of the child and of the descendants it reaped itself (for
-    /// the harness, its servers: never their sum), so for a harness larger
-    /// than its servers it is the harness's own. Once reaped here, `Child`
-    /// must not wait again (the pid may be reused): `status` says so.
-    fn try_reap(&mut self) -> Option<ExitStatus> {
-        let mut raw = 0;
-        // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-        let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: wait4 writes only to the two out-parameters, which live
-        // across the call; the pid is our unreaped child's.
-        let reaped =
-            unsafe { nix::libc::wait4(self.pid(), &mut raw, nix::libc::WNOHANG, &mut usage) };
-        match reaped {
-            0 => None,
-            pid if pid == self.pid() => {
-                // Linux reports ru_maxrss in KiB.
-                self.peak_rss_kb = u64::try_from(usage.ru_maxrss).ok();
-                Some(ExitStatus::from_raw(raw))
-            }
-            _ => panic!(
-                "waiting for pid {}: {}",
-                self.pid(),
-                std::io::Error::last_os_error()
-            ),
-        }
-    }
-
-    /// The child's peak resident set in KiB, once it was reaped.
+    /// The child's peak resident set in KiB, once it was reaped (see
+    /// [`ProcessGroup::peak_rss_kb`]; for the harness, larger than its
+    /// servers, it is the harness's own).
     pub fn peak_rss_kb(&self) -> Option<u64> {
-        self.peak_rss_kb
+        self.group.peak_rss_kb()
     }
 
     /// What the child wrote, once it has exited and its pipes are closed.
@@ -363,16 +352,6 @@ impl GroupChild {
         let stdout = collect(self.stdout.take(), "stdout");
         let stderr = collect(self.stderr.take(), "stderr");
         (stdout, stderr)
-    }
-}
-
-impl Drop for GroupChild {
-    fn drop(&mut self) {
-        if self.status.is_none() {
-            // Still ours (not reaped), so the pgid cannot belong to anyone else.
-            let _ = killpg(Pid::from_raw(self.pid()), Signal::SIGKILL);
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -483,7 +462,7 @@ impl HarnessRun {
     /// Runs the harness to completion (holding the run lock), then asserts
     /// that none of its servers outlived it.
     pub fn run(self) -> Outcome {
-        let _one_at_a_time = exclusive();
+        let _slot = run_slot();
         let _sweep = MarkerSweep(self.marker.clone());
         let started = Instant::now();
         let mut child = self.spawn();

@@ -9,16 +9,20 @@
 // Each test binary compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+// The harness's tests own their processes with the same guard.
+#[path = "../../../harness/tests/support/group.rs"]
+mod group;
+pub use group::ProcessGroup;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 /// How long a server gets to print its `listening on` line.
 pub const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
@@ -41,10 +45,9 @@ pub fn server_bin() -> std::path::PathBuf {
 /// A running `server`, killed with its whole process group when dropped
 /// (panics included), so no test leaves a server or a child behind.
 pub struct ServerGuard {
-    /// The server process; in a mutex so `&self` methods can `try_wait`.
-    child: Mutex<Child>,
-    /// Its pid, which is also its process group id (`process_group(0)`).
-    pid: i32,
+    /// The server, leading a process group of its own, which is killed
+    /// with every child in it on drop.
+    group: ProcessGroup,
     /// The address from the `listening on` line.
     addr: SocketAddr,
     /// Everything the server wrote to stderr so far (a thread drains it).
@@ -55,8 +58,6 @@ pub struct ServerGuard {
     extra_stdout: Arc<Mutex<Vec<String>>>,
     /// Set when stdout reached end of file (every holder of the pipe is gone).
     stdout_closed: Arc<AtomicBool>,
-    /// The exit status, once reaped.
-    status: Mutex<Option<ExitStatus>>,
 }
 
 impl ServerGuard {
@@ -100,14 +101,12 @@ impl ServerGuard {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own group, so drop can kill the server and every child it forked.
-            .process_group(0);
-        let mut child = command.spawn().expect("spawning the server binary");
-        let pid = child.id() as i32;
+            .stderr(Stdio::piped());
+        // Its own group, so drop can kill the server and every child it forked.
+        let group = ProcessGroup::spawn(&mut command).expect("spawning the server binary");
         // Taking the pipes cannot fail: both were configured as piped above.
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr_pipe = child.stderr.take().expect("stderr is piped");
+        let stdout = group.take_stdout().expect("stdout is piped");
+        let stderr_pipe = group.take_stderr().expect("stderr is piped");
 
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stderr_closed = Arc::new(AtomicBool::new(false));
@@ -133,14 +132,12 @@ impl ServerGuard {
         // The guard exists from here on, so that every way out below kills
         // the process; the address is filled in once known.
         let mut guard = ServerGuard {
-            child: Mutex::new(child),
-            pid,
+            group,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             stderr,
             stderr_closed,
             extra_stdout,
             stdout_closed,
-            status: Mutex::new(None),
         };
         let failure = |guard: &ServerGuard, why: String| {
             // Exited (or about to): collect its status, else kill it.
@@ -195,7 +192,7 @@ impl ServerGuard {
 
     /// The server's pid (also its process group id).
     pub fn pid(&self) -> i32 {
-        self.pid
+        self.group.pid()
     }
 
     /// `http://ADDR` followed by `path`.
@@ -205,28 +202,13 @@ impl ServerGuard {
 
     /// Whether the server process is still running (not exited, not a zombie).
     pub fn is_alive(&self) -> bool {
-        self.try_status().is_none()
-    }
-
-    /// Reaps the server if it has exited.
-    fn try_status(&self) -> Option<ExitStatus> {
-        let mut status = lock(&self.status);
-        if status.is_none() {
-            if let Ok(Some(exited)) = lock(&self.child).try_wait() {
-                *status = Some(exited);
-            }
-        }
-        *status
+        self.group.is_alive()
     }
 
     /// Waits up to `deadline` for the server to exit; its status, or None.
+    /// The server is not reaped by this, so its group stays ours to kill.
     pub fn wait_exit(&self, deadline: Duration) -> Option<ExitStatus> {
-        let mut found = None;
-        poll_until(deadline, || {
-            found = self.try_status();
-            found.is_some()
-        });
-        found
+        self.group.wait_timeout(deadline)
     }
 
     /// What the server wrote to stderr so far.
@@ -246,16 +228,12 @@ impl ServerGuard {
 
     /// Sends `signal` to the server process only (not its group).
     pub fn signal(&self, signal: Signal) {
-        nix::sys::signal::kill(Pid::from_raw(self.pid), signal).expect("signalling the server");
+        self.group.signal(signal).expect("signalling the server");
     }
 
     /// Kills the whole process group and reaps the server. Idempotent.
     pub fn kill(&self) {
-        let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
-        let mut status = lock(&self.status);
-        if status.is_none() {
-            *status = lock(&self.child).wait().ok();
-        }
+        self.group.kill_and_reap();
     }
 }
 
@@ -276,14 +254,6 @@ impl std::fmt::Display for StartFailure {
             .status
             .map_or_else(|| "still running, killed".to_string(), describe);
         write!(f, "{} ({status}); stderr:\n{}", self.why, self.stderr)
-    }
-}
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        // Kill the group even if the server itself exited: its children may
-        // still run. Errors (group already gone) are fine; never panic here.
-        self.kill();
     }
 }
 
@@ -628,11 +598,13 @@ pub fn live_children(pid: i32) -> Vec<i32> {
         .collect()
 }
 
-/// Processes whose process group is `pgid`.
+/// Processes whose process group is `pgid`, but for its leader: a guard
+/// keeps an exited leader unreaped (see [`ProcessGroup`]), so it may still
+/// be listed, as a zombie, while nothing of it runs.
 pub fn group_members(pgid: i32) -> Vec<i32> {
     all_processes()
         .into_iter()
-        .filter(|p| p.pgrp == pgid)
+        .filter(|p| p.pgrp == pgid && p.pid != pgid)
         .map(|p| p.pid)
         .collect()
 }
