@@ -39,7 +39,7 @@ pub enum Fault {
     NaiveParse,
     /// The child does not exit after serving: it falls back into the accept loop.
     NoExit,
-    /// SIGTERM keeps its default action: the parent dies at once, its children live on.
+    /// SIGTERM (and every other signal) keeps its default action: the parent dies at once, its children live on.
     OrphanChildren,
     /// listen(1), as in many tutorials: a burst of connections overflows the accept queue.
     TinyBacklog,
@@ -175,8 +175,8 @@ impl Faults {
         !self.has(Fault::NoEintrRetry)
     }
 
-    /// Whether SIGTERM and SIGINT are caught for a graceful shutdown. False
-    /// under `orphan-children`: the parent dies at once, its children live on.
+    /// Whether the shutdown signals are caught for a graceful shutdown (and the
+    /// stray ones ignored). False under `orphan-children`: the parent dies at once, its children live on.
     pub fn handles_shutdown_signals(self) -> bool {
         !self.has(Fault::OrphanChildren)
     }

@@ -8,7 +8,7 @@
 //! - [`listener`]: `socket → setsockopt(SO_REUSEADDR) → bind → listen`.
 //! - [`server`]: the accept loop, `fork` per connection, the child limit, shutdown.
 //! - [`reaper`]: the SIGCHLD handler that reaps children, and the child table.
-//! - [`signals`]: SIGPIPE, and SIGTERM/SIGINT through a self-pipe.
+//! - [`signals`]: SIGPIPE, the shutdown signals through a self-pipe, the ignored ones.
 //! - [`connection`]: one connection in a child: read, call the app, respond, repeat.
 //! - [`parse`]: the request head (httparse tokenises; the rules are here).
 //! - [`framing`]: Content-Length, Transfer-Encoding and the chunked decoder.

@@ -31,7 +31,7 @@ use crate::listener::Listener;
 use crate::reaper::{self, Reaping};
 use crate::signals::{self, ShutdownPipe};
 
-/// Runs the server until SIGTERM or SIGINT. `announce` receives the one
+/// Runs the server until a shutdown signal (SIGTERM, SIGINT, SIGHUP, SIGQUIT). `announce` receives the one
 /// `listening on http://HOST:PORT` line once the socket listens.
 pub fn run(config: &Config, app: &dyn App, announce: &mut dyn Write) -> Result<(), ServerError> {
     let faults = config.faults;

@@ -1,10 +1,28 @@
-//! The other signals: SIGPIPE, and SIGTERM/SIGINT for a graceful shutdown.
+//! The other signals: SIGPIPE, the ones that stop the server gracefully,
+//! and the ones it ignores.
+//!
+//! Every signal whose default action would end the parent gets a deliberate
+//! one, because a parent killed on the spot leaves its children serving as
+//! orphans with no listener (the `orphan-children` fault shows it):
+//!
+//! | signal | action | why |
+//! | --- | --- | --- |
+//! | SIGTERM, SIGINT | graceful shutdown | what service managers and Ctrl-C send to stop |
+//! | SIGHUP | graceful shutdown | the terminal went away; there is no configuration to reload |
+//! | SIGQUIT | graceful shutdown | Ctrl-\\ means quit; a core dump would orphan the children |
+//! | SIGUSR1, SIGUSR2 | ignored | they mean nothing here, and a stray `kill -USR1` must not end it |
+//! | SIGALRM | ignored | the server sets no alarm, so one can only be stray |
+//! | SIGPIPE | ignored | a write to a vanished client fails with EPIPE instead |
+//!
+//! Children put the shutdown signals back to their default (the parent's
+//! handler is not theirs: the parent stops them with SIGTERM after the
+//! grace) and keep the ignored ones ignored.
 //!
 //! SIGPIPE is raised when writing to a socket whose peer has gone away; its
 //! default action kills the process. A server must ignore it and treat the
 //! EPIPE error from write instead, or one impatient client kills it.
 //!
-//! SIGTERM and SIGINT must stop the accept loop. A flag alone races: the
+//! The shutdown signals must stop the accept loop. A flag alone races: the
 //! signal can land after the loop checked the flag and before it blocks in
 //! poll, and then nothing wakes it. So the handler also writes a byte to a
 //! pipe that the loop polls beside the listener: the self-pipe trick.
@@ -20,7 +38,14 @@ use nix::sys::signal::{
 
 use crate::error::ServerError;
 
-/// Set by the SIGTERM/SIGINT handler.
+/// The signals that stop the server gracefully.
+pub const SHUTDOWN_SIGNALS: [Signal; 4] =
+    [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT];
+
+/// The signals the server ignores, besides SIGPIPE.
+pub const IGNORED_SIGNALS: [Signal; 3] = [Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGALRM];
+
+/// Set by the shutdown handler.
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 /// Write end of the self-pipe, for the handler; -1 when not installed.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
@@ -61,10 +86,11 @@ pub struct ShutdownPipe {
 }
 
 impl ShutdownPipe {
-    /// Creates the pipe and installs the SIGTERM and SIGINT handlers.
-    /// `handle` is false only under the `orphan-children` fault: then the
-    /// signals keep their default action and kill the parent on the spot,
-    /// leaving its children to finish (or not) as orphans.
+    /// Creates the pipe, installs the handler of [`SHUTDOWN_SIGNALS`] and
+    /// ignores [`IGNORED_SIGNALS`]. `handle` is false only under the
+    /// `orphan-children` fault: then every one of them keeps its default
+    /// action and kills the parent on the spot, leaving its children to
+    /// finish (or not) as orphans.
     pub fn install(handle: bool) -> Result<ShutdownPipe, ServerError> {
         // Non-blocking: a handler must never block, even on a full pipe.
         let (read, write) =
@@ -81,14 +107,16 @@ impl ShutdownPipe {
             SaFlags::empty(),
             SigSet::empty(),
         );
-        for signal in [Signal::SIGTERM, Signal::SIGINT]
-            .into_iter()
-            .filter(|_| handle)
-        {
+        let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+        let plan = SHUTDOWN_SIGNALS
+            .iter()
+            .map(|&signal| (signal, &action))
+            .chain(IGNORED_SIGNALS.iter().map(|&signal| (signal, &ignore)));
+        for (signal, action) in plan.filter(|_| handle) {
             // SAFETY: the handler stores to an atomic and calls write(2), both
-            // async-signal-safe, and restores errno.
-            unsafe { sigaction(signal, &action) }.map_err(|errno| ServerError::Signal {
-                what: "sigaction(SIGTERM/SIGINT)",
+            // async-signal-safe, and restores errno; SIG_IGN runs no code.
+            unsafe { sigaction(signal, action) }.map_err(|errno| ServerError::Signal {
+                what: "sigaction(shutdown and ignored signals)",
                 errno,
             })?;
         }
@@ -116,7 +144,7 @@ extern "C" fn on_shutdown_signal(_: libc::c_int) {
     Errno::set_raw(saved);
 }
 
-/// Whether SIGTERM or SIGINT has arrived.
+/// Whether a shutdown signal has arrived.
 pub fn shutdown_requested() -> bool {
     SHUTDOWN.load(Ordering::SeqCst)
 }
@@ -145,12 +173,13 @@ pub fn restore(mask: &SigSet) -> Result<(), ServerError> {
     })
 }
 
-/// In a freshly forked child: SIGTERM and SIGINT kill it again (the parent's
-/// shutdown handler is not for it), SIGCHLD is not handled (it has no
-/// children), and the inherited mask is restored.
+/// In a freshly forked child: the shutdown signals kill it again (the
+/// parent's shutdown handler is not for it), SIGCHLD is not handled (it has
+/// no children), and the inherited mask is restored. The ignored signals
+/// stay ignored.
 pub fn reset_in_child(mask: &SigSet) {
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
+    for signal in SHUTDOWN_SIGNALS.into_iter().chain([Signal::SIGCHLD]) {
         // SAFETY: restoring SIG_DFL installs no code of ours.
         let _ = unsafe { sigaction(signal, &default) };
     }

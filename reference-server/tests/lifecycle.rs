@@ -11,6 +11,7 @@ use std::time::Duration;
 use assert_cmd::Command;
 use nix::sys::signal::Signal;
 use predicates::prelude::*;
+use rstest::rstest;
 use reference_server::faults::Fault;
 use support::{describe, group_members, live_children, poll_until, ServerGuard};
 
@@ -124,13 +125,17 @@ fn help_lists_every_fault() {
     }
 }
 
-#[test]
-fn sigterm_when_idle_exits_zero() {
+/// Every signal whose default would end the server stops it gracefully
+/// (see the table in `signals.rs`).
+#[rstest]
+fn a_shutdown_signal_when_idle_exits_zero(
+    #[values(Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT)] signal: Signal,
+) {
     let server = ServerGuard::start(&["--listen", "127.0.0.1:0"]);
-    server.signal(Signal::SIGTERM);
+    server.signal(signal);
     let status = server
         .wait_exit(EXIT_DEADLINE)
-        .expect("server exits on SIGTERM");
+        .unwrap_or_else(|| panic!("server exits on {signal}"));
     assert!(
         status.success(),
         "{}; stderr:\n{}",
@@ -139,8 +144,10 @@ fn sigterm_when_idle_exits_zero() {
     );
 }
 
-#[test]
-fn sigterm_kills_busy_children_after_the_grace_period() {
+#[rstest]
+fn a_shutdown_signal_kills_busy_children_after_the_grace_period(
+    #[values(Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT)] signal: Signal,
+) {
     let server = ServerGuard::start(&["--listen", "127.0.0.1:0", "--grace", "300ms"]);
     let mut client = TcpStream::connect(server.addr()).expect("connect");
     client
@@ -151,10 +158,10 @@ fn sigterm_kills_busy_children_after_the_grace_period() {
             .is_empty()),
         "no child started for the sleep request"
     );
-    server.signal(Signal::SIGTERM);
+    server.signal(signal);
     let status = server
         .wait_exit(EXIT_DEADLINE)
-        .expect("server exits on SIGTERM despite a busy child");
+        .unwrap_or_else(|| panic!("server exits on {signal} despite a busy child"));
     assert!(
         status.success(),
         "{}; stderr:\n{}",
@@ -177,4 +184,40 @@ fn sigterm_kills_busy_children_after_the_grace_period() {
         support::Ending::Timeout,
         "the client's connection outlived the server"
     );
+}
+
+/// Signals that mean nothing to the server are ignored, by the parent and
+/// by a child in the middle of a request: a stray `kill -USR1` (or a whole
+/// group's worth) ends neither, and the request completes.
+#[rstest]
+fn a_stray_signal_ends_neither_the_server_nor_a_busy_child(
+    #[values(Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGALRM)] signal: Signal,
+) {
+    let server = ServerGuard::start(&["--listen", "127.0.0.1:0"]);
+    let mut client = TcpStream::connect(server.addr()).expect("connect");
+    client
+        .write_all(b"GET /sleep?ms=1000 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .expect("sending the sleep request");
+    assert!(
+        poll_until(Duration::from_secs(10), || !live_children(server.pid())
+            .is_empty()),
+        "no child started for the sleep request"
+    );
+    server.signal_group(signal);
+    let (answer, _) = support::read_until_eof(&mut client, Duration::from_secs(10));
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200 "),
+        "the busy child did not finish its request after {signal}: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(server.is_alive(), "the server died of {signal}");
+    let bytes = support::raw_exchange(
+        server.addr(),
+        b"GET / HTTP/1.0\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(bytes.starts_with(b"HTTP/1.1 200 "), "{bytes:?}");
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit(EXIT_DEADLINE).expect("exits on SIGTERM");
+    assert!(status.success(), "{}", describe(status));
 }

@@ -231,6 +231,14 @@ impl ServerGuard {
         self.group.signal(signal).expect("signalling the server");
     }
 
+    /// Sends `signal` to the server's whole process group (it and every
+    /// child it forked), as a terminal does.
+    pub fn signal_group(&self, signal: Signal) {
+        self.group
+            .signal_group(signal)
+            .expect("signalling the server's group");
+    }
+
     /// Kills the whole process group and reaps the server. Idempotent.
     pub fn kill(&self) {
         self.group.kill_and_reap();
