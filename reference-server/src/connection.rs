@@ -224,7 +224,14 @@ impl Connection<'_> {
             BodyFraming::Chunked => {
                 let mut decoder = ChunkedDecoder::new(self.config.max_body);
                 let mut body = Vec::new();
-                while !decoder.advance(&self.buf, &mut body)? {
+                loop {
+                    let done = decoder.advance(&self.buf, &mut body)?;
+                    // Decoded input is dropped at once: the raw bytes a
+                    // child holds stay within one chunk line and one read.
+                    self.buf.drain(..decoder.take_consumed());
+                    if done {
+                        break;
+                    }
                     if single_read {
                         return Err(Rejection::bad_request(
                             "chunked body did not arrive in a single read (single-read fault)",
@@ -233,7 +240,6 @@ impl Connection<'_> {
                     }
                     self.read_body_bytes(deadline)?;
                 }
-                self.buf.drain(..decoder.consumed());
                 Ok(Some(body))
             }
         }

@@ -178,8 +178,9 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// Longest chunk-size line (size plus extensions) we read before giving up.
-const MAX_CHUNK_LINE: usize = 4096;
+/// Longest chunk-size line (size plus extensions, without the CRLF) read
+/// before the request is refused with 400.
+pub const MAX_CHUNK_LINE: usize = 4096;
 /// Largest trailer section, like the header section.
 const MAX_TRAILERS: usize = 64 * 1024;
 
@@ -226,15 +227,21 @@ impl ChunkedDecoder {
         }
     }
 
-    /// Bytes of `input` consumed so far (the whole chunked body once done).
-    pub fn consumed(&self) -> usize {
-        self.consumed
+    /// Bytes of `input` consumed since the last call, which the caller must
+    /// now drop from the front of its input: the decoder forgets them, so
+    /// that raw chunked input is never kept once decoded (a client sending
+    /// one-byte chunks with long extensions would otherwise make a child hold
+    /// thousands of raw bytes per byte of body).
+    pub fn take_consumed(&mut self) -> usize {
+        std::mem::take(&mut self.consumed)
     }
 
     /// Decodes as much of `input` as possible, appending chunk data to `out`.
-    /// `input` is everything received since the head, the same bytes each
-    /// call plus whatever arrived since. Returns `Ok(true)` when the body is
-    /// complete, `Ok(false)` when more input is needed.
+    /// `input` is what was received since the head and not yet taken by
+    /// [`Self::take_consumed`], plus whatever arrived since. Returns
+    /// `Ok(true)` when the body is complete, `Ok(false)` when more input is
+    /// needed. What is left unconsumed is at most one incomplete chunk line
+    /// ([`MAX_CHUNK_LINE`] bytes) or trailer line.
     pub fn advance(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<bool, Rejection> {
         loop {
             let rest = &input[self.consumed..];
@@ -320,11 +327,14 @@ impl ChunkedDecoder {
 /// rejected, since lenient line endings in chunk lines are a known smuggling
 /// vector.
 fn crlf_line(rest: &[u8], limit: usize) -> Result<Option<&[u8]>, Rejection> {
-    match rest.iter().position(|&b| b == b'\n') {
-        None if rest.len() > limit => Err(Rejection::bad_request(
-            "chunk line too long (RFC 9112 §7.1)",
-        )),
+    let too_long = || Rejection::bad_request("chunk line too long (RFC 9112 §7.1)");
+    // The line without its CRLF may be `limit` bytes long; only the first
+    // `limit + 2` bytes are looked at, whatever has arrived.
+    let window = &rest[..rest.len().min(limit + 2)];
+    match window.iter().position(|&b| b == b'\n') {
+        None if rest.len() > limit + 1 => Err(too_long()),
         None => Ok(None),
+        Some(lf) if lf > limit + 1 => Err(too_long()),
         Some(lf) => {
             if lf == 0 || rest[lf - 1] != b'\r' {
                 return Err(Rejection::bad_request(
@@ -371,11 +381,18 @@ fn chunk_size(line: &[u8]) -> Result<u64, Rejection> {
 fn chunk_extensions(mut ext: &[u8]) -> Result<(), Rejection> {
     let bad = || Rejection::bad_request("malformed chunk extension (RFC 9112 §7.1.1)");
     loop {
-        ext = trim_start_ows(ext);
         if ext.is_empty() {
             return Ok(());
         }
-        let Some(after_semicolon) = ext.strip_prefix(b";") else {
+        // BWS is allowed before a ";" only: not after the size or an
+        // extension at the end of the line (`0 \r\n`, `1;a=b \r\n`).
+        let after_bws = trim_start_ows(ext);
+        if after_bws.is_empty() {
+            return Err(Rejection::bad_request(
+                "whitespace at the end of a chunk-size line, allowed only before \";\" (RFC 9112 §7.1.1)",
+            ));
+        }
+        let Some(after_semicolon) = after_bws.strip_prefix(b";") else {
             return Err(bad());
         };
         ext = trim_start_ows(after_semicolon);
@@ -454,7 +471,7 @@ mod tests {
         let mut decoder = ChunkedDecoder::new(1000);
         let mut out = Vec::new();
         match decoder.advance(input, &mut out) {
-            Ok(true) => Ok((out, decoder.consumed())),
+            Ok(true) => Ok((out, decoder.take_consumed())),
             Ok(false) => Err(0),
             Err(r) => Err(r.status),
         }
@@ -495,22 +512,57 @@ mod tests {
     #[case::bad_trailer("5\r\nhello\r\n0\r\nno colon\r\n\r\n", 400)]
     #[case::trailer_space_before_colon("5\r\nhello\r\n0\r\nX-A : 1\r\n\r\n", 400)]
     #[case::trailer_bare_lf("5\r\nhello\r\n0\r\n\n", 400)]
+    #[case::space_after_last_size("5\r\nhello\r\n0 \r\n\r\n", 400)]
+    #[case::space_after_size("a \r\n0123456789\r\n0\r\n\r\n", 400)]
+    #[case::tab_after_size("5\t\r\nhello\r\n0\r\n\r\n", 400)]
+    #[case::space_after_extension("5;a=b \r\nhello\r\n0\r\n\r\n", 400)]
     fn malformed_chunked_bodies_are_rejected(#[case] input: &str, #[case] status: u16) {
         assert_eq!(decode_all(input.as_bytes()), Err(status));
+    }
+
+    /// Feeds `input` in pieces of `step` bytes the way a connection does:
+    /// append, decode, drop what was consumed. Returns the body and the most
+    /// raw input left waiting at any point.
+    fn decode_in_steps(input: &[u8], step: usize) -> (Vec<u8>, usize) {
+        let mut decoder = ChunkedDecoder::new(1 << 20);
+        let (mut buf, mut out, mut most) = (Vec::new(), Vec::new(), 0);
+        for (index, piece) in input.chunks(step).enumerate() {
+            buf.extend_from_slice(piece);
+            let done = decoder.advance(&buf, &mut out).unwrap();
+            buf.drain(..decoder.take_consumed());
+            most = most.max(buf.len());
+            let last = (index + 1) * step >= input.len();
+            assert_eq!(done, last, "after {} bytes", (index + 1) * step);
+        }
+        assert!(buf.is_empty(), "{buf:?}");
+        (out, most)
     }
 
     #[test]
     fn byte_by_byte_delivery_decodes_the_same() {
         let input = b"3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: v\r\n\r\n";
-        let mut decoder = ChunkedDecoder::new(1000);
-        let mut out = Vec::new();
-        let mut done = false;
-        for end in 1..=input.len() {
-            done = decoder.advance(&input[..end], &mut out).unwrap();
-            assert_eq!(done, end == input.len(), "at {end}");
-        }
-        assert!(done);
-        assert_eq!(out, b"abcde");
+        assert_eq!(decode_in_steps(input, 1).0, b"abcde");
+    }
+
+    /// One-byte chunks, each behind an extension just under the line limit:
+    /// the raw input waiting is never more than one chunk line and one
+    /// read, however long the body.
+    #[test]
+    fn raw_input_is_dropped_as_it_is_decoded() {
+        let extension = format!(";{}", "e".repeat(MAX_CHUNK_LINE - 3));
+        let chunk = format!("1{extension}\r\nz\r\n");
+        let input = format!("{}0\r\n\r\n", chunk.repeat(500));
+        assert!(input.len() > 500 * MAX_CHUNK_LINE);
+        let (body, most) = decode_in_steps(input.as_bytes(), 8192);
+        assert_eq!(body, vec![b'z'; 500]);
+        assert!(most <= MAX_CHUNK_LINE + 8192, "{most} bytes waited");
+    }
+
+    #[test]
+    fn a_chunk_line_over_the_limit_is_refused() {
+        let line = format!("1;{}", "e".repeat(MAX_CHUNK_LINE));
+        let input = format!("{line}\r\nz\r\n0\r\n\r\n");
+        assert_eq!(decode_all(input.as_bytes()), Err(400));
     }
 
     #[test]
@@ -519,6 +571,6 @@ mod tests {
         let mut decoder = ChunkedDecoder::new(1000);
         let mut out = Vec::new();
         assert!(decoder.advance(input, &mut out).unwrap());
-        assert_eq!(&input[decoder.consumed()..], b"GET / HTTP/1.1\r\n");
+        assert_eq!(&input[decoder.take_consumed()..], b"GET / HTTP/1.1\r\n");
     }
 }

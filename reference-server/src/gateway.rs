@@ -64,6 +64,10 @@ impl Environ {
             if name.contains('_') {
                 continue;
             }
+            // Host is set below from the host the request is for.
+            if name.eq_ignore_ascii_case("host") {
+                continue;
+            }
             let key = if name.eq_ignore_ascii_case("content-type") {
                 "CONTENT_TYPE".to_string()
             } else if name.eq_ignore_ascii_case("content-length") {
@@ -79,6 +83,13 @@ impl Environ {
                     v.push_str(&value);
                 })
                 .or_insert(value);
+        }
+        // RFC 9112 §3.2.2: with an absolute-form target the server MUST
+        // ignore the Host field and use the target's authority, and
+        // applications read HTTP_HOST before SERVER_NAME: so HTTP_HOST is
+        // the host the request is for, never a second opinion.
+        if let Some(host) = &head.host {
+            vars.insert("HTTP_HOST".into(), latin1(host.as_bytes()));
         }
         Environ(vars)
     }
@@ -260,6 +271,19 @@ mod tests {
         assert_eq!(env.get("SERVER_NAME"), Some("127.0.0.1"));
         let env = environ("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", None);
         assert_eq!(env.get("SERVER_NAME"), Some("[::1]"));
+    }
+
+    #[test]
+    fn an_absolute_form_target_overrides_host_everywhere() {
+        let env = environ(
+            "GET http://x.test/echo HTTP/1.1\r\nHost: y.test\r\n\r\n",
+            None,
+        );
+        assert_eq!(env.get("SERVER_NAME"), Some("x.test"));
+        assert_eq!(env.get("HTTP_HOST"), Some("x.test"));
+        // Without a Host field and without an absolute target, no HTTP_HOST.
+        let env = environ("GET / HTTP/1.0\r\n\r\n", None);
+        assert_eq!(env.get("HTTP_HOST"), None);
     }
 
     #[test]

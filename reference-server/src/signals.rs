@@ -39,8 +39,12 @@ use nix::sys::signal::{
 use crate::error::ServerError;
 
 /// The signals that stop the server gracefully.
-pub const SHUTDOWN_SIGNALS: [Signal; 4] =
-    [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT];
+pub const SHUTDOWN_SIGNALS: [Signal; 4] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
 
 /// The signals the server ignores, besides SIGPIPE.
 pub const IGNORED_SIGNALS: [Signal; 3] = [Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGALRM];

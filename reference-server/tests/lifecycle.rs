@@ -11,8 +11,8 @@ use std::time::Duration;
 use assert_cmd::Command;
 use nix::sys::signal::Signal;
 use predicates::prelude::*;
-use rstest::rstest;
 use reference_server::faults::Fault;
+use rstest::rstest;
 use support::{describe, group_members, live_children, poll_until, ServerGuard};
 
 /// Exit status of a server that could not start.
