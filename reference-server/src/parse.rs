@@ -234,11 +234,41 @@ fn tokenizer_rejection(error: httparse::Error, request_line: &[u8]) -> Rejection
             "malformed field name: not a token, whitespace before the colon, or obs-fold (RFC 9112 §5.1, §5.2)",
         ),
         Error::HeaderValue => Rejection::bad_request("control character in a field value (RFC 9110 §5.5)"),
-        Error::NewLine => Rejection::bad_request("bare CR or bad line ending (RFC 9112 §2.2)"),
+        Error::NewLine => newline_rejection(request_line),
         Error::Token => Rejection::bad_request(
             "malformed request line: the method is not a token, or the target or the spaces around it are invalid (RFC 9112 §3)",
         ),
         _ => Rejection::bad_request("malformed request line (RFC 9112 §3)"),
+    }
+}
+
+/// httparse reports whatever it meets after the version, where it expects
+/// the line to end, as a bad line ending: say what it really was, from the
+/// request line (or, when that is well formed, the header section).
+fn newline_rejection(request_line: &[u8]) -> Rejection {
+    let end = request_line
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(request_line.len());
+    let line = &request_line[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.contains(&b'\r') {
+        return Rejection::bad_request("bare CR in the request line (RFC 9112 §2.2)");
+    }
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    match parts.as_slice() {
+        [_, _, _, rest @ ..] if !rest.is_empty() && rest.iter().all(|part| part.is_empty()) => Rejection::bad_request(
+            "whitespace after the HTTP-version; the request line ends right after it (RFC 9112 §3)",
+        ),
+        [_, _, _, _, ..] => Rejection::bad_request(
+            "more than three parts in the request line: method SP request-target SP HTTP-version (RFC 9112 §3)",
+        ),
+        [_, _, version] if version.starts_with(b"HTTP/") => Rejection::bad_request(
+            "malformed HTTP-version: HTTP-name \"/\" DIGIT \".\" DIGIT, one digit each side of the dot (RFC 9112 §2.3)",
+        ),
+        _ => Rejection::bad_request(
+            "bare CR or bad line ending in the header section (RFC 9112 §2.2)",
+        ),
     }
 }
 
@@ -547,6 +577,33 @@ mod tests {
     #[case::unknown_coding("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501)]
     fn invalid_heads_are_rejected(#[case] raw: &str, #[case] status: u16) {
         assert_eq!(parse(raw).map(|_| ()), Err(status), "{raw:?}");
+    }
+
+    /// The reason sent back names what was wrong, not a neighbouring rule.
+    #[rstest]
+    #[case::two_digit_minor("GET / HTTP/1.10\r\nHost: a\r\n\r\n", "malformed HTTP-version")]
+    #[case::space_after_version(
+        "GET / HTTP/1.1 \r\nHost: a\r\n\r\n",
+        "whitespace after the HTTP-version"
+    )]
+    #[case::four_parts("GET / HTTP/1.1 x\r\nHost: a\r\n\r\n", "more than three parts")]
+    #[case::bare_cr_in_line("GET / HTTP/1.1\rX\r\nHost: a\r\n\r\n", "bare CR in the request line")]
+    #[case::bare_cr_in_field(
+        "GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n",
+        "control character in a field value"
+    )]
+    fn rejections_name_what_was_wrong(#[case] raw: &str, #[case] reason: &str) {
+        match parse_head(raw.as_bytes(), 1 << 20) {
+            Err(rejection) => {
+                assert_eq!(rejection.status, 400, "{raw:?}");
+                assert!(
+                    rejection.reason.contains(reason),
+                    "{raw:?}: {:?}",
+                    rejection.reason
+                );
+            }
+            other => panic!("{raw:?} was not rejected: {:?}", other.map(|_| ())),
+        }
     }
 
     #[test]
