@@ -110,7 +110,19 @@ pub fn parse_head(buf: &[u8], max_body: u64) -> Result<Parsed, Rejection> {
 
     let mut slots = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut request = httparse::Request::new(&mut slots);
-    let len = match request.parse(buf) {
+    let parsed = request.parse(buf);
+    // One rule for every line end, here and in chunked framing: CRLF. The
+    // head is all of `buf` until it is complete, then its first `len` bytes.
+    let head_so_far = match parsed {
+        Ok(httparse::Status::Complete(len)) => &buf[..len],
+        _ => buf,
+    };
+    if has_bare_lf(head_so_far) {
+        return Err(Rejection::bad_request(
+            "bare LF line ending; every line of a request ends in CRLF here (RFC 9112 §2.2)",
+        ));
+    }
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
             return Err(Rejection::new(
@@ -240,6 +252,22 @@ fn tokenizer_rejection(error: httparse::Error, request_line: &[u8]) -> Rejection
         ),
         _ => Rejection::bad_request("malformed request line (RFC 9112 §3)"),
     }
+}
+
+/// Whether some LF in `bytes` is not preceded by a CR.
+///
+/// RFC 9112 §2.2 lets a recipient take a bare LF as a line end in the
+/// start-line and fields (a MAY) but not in chunked framing, so a server
+/// that takes the MAY has two rules, and the head is where they matter: a
+/// front end that does not take it reads `Dummy: x\nContent-Length: 23` as
+/// one field, while a server that does sees a Content-Length, and the two
+/// frame the message differently. This server takes none of the MAY: every
+/// line end is CRLF, and anything else is 400.
+fn has_bare_lf(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
 }
 
 /// httparse reports whatever it meets after the version, where it expects
@@ -517,7 +545,7 @@ mod tests {
 
     #[rstest]
     #[case::simple("GET / HTTP/1.1\r\nHost: a\r\n\r\n")]
-    #[case::bare_lf_endings("GET / HTTP/1.1\nHost: a\n\n")]
+    #[case::lf_in_the_body_after_the_head("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\na\nb")]
     #[case::leading_empty_line("\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")]
     #[case::http10_no_host("GET / HTTP/1.0\r\n\r\n")]
     #[case::empty_host("GET / HTTP/1.1\r\nHost:\r\n\r\n")]
@@ -588,6 +616,11 @@ mod tests {
     )]
     #[case::four_parts("GET / HTTP/1.1 x\r\nHost: a\r\n\r\n", "more than three parts")]
     #[case::bare_cr_in_line("GET / HTTP/1.1\rX\r\nHost: a\r\n\r\n", "bare CR in the request line")]
+    #[case::bare_lf_everywhere("GET / HTTP/1.1\nHost: a\n\n", "bare LF")]
+    #[case::bare_lf_after_request_line("GET / HTTP/1.1\nHost: a\r\n\r\n", "bare LF")]
+    #[case::bare_lf_hiding_a_field("GET / HTTP/1.1\r\nDummy: x\nContent-Length: 23\r\nHost: a\r\n\r\n", "bare LF")]
+    #[case::bare_lf_ending_the_head("GET / HTTP/1.1\r\nHost: a\r\n\n", "bare LF")]
+    #[case::bare_lf_before_the_request_line("\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", "bare LF")]
     #[case::bare_cr_in_field(
         "GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n",
         "control character in a field value"
