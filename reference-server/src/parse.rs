@@ -545,7 +545,9 @@ mod tests {
 
     #[rstest]
     #[case::simple("GET / HTTP/1.1\r\nHost: a\r\n\r\n")]
-    #[case::lf_in_the_body_after_the_head("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\na\nb")]
+    #[case::lf_in_the_body_after_the_head(
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\na\nb"
+    )]
     #[case::leading_empty_line("\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")]
     #[case::http10_no_host("GET / HTTP/1.0\r\n\r\n")]
     #[case::empty_host("GET / HTTP/1.1\r\nHost:\r\n\r\n")]
@@ -618,7 +620,10 @@ mod tests {
     #[case::bare_cr_in_line("GET / HTTP/1.1\rX\r\nHost: a\r\n\r\n", "bare CR in the request line")]
     #[case::bare_lf_everywhere("GET / HTTP/1.1\nHost: a\n\n", "bare LF")]
     #[case::bare_lf_after_request_line("GET / HTTP/1.1\nHost: a\r\n\r\n", "bare LF")]
-    #[case::bare_lf_hiding_a_field("GET / HTTP/1.1\r\nDummy: x\nContent-Length: 23\r\nHost: a\r\n\r\n", "bare LF")]
+    #[case::bare_lf_hiding_a_field(
+        "GET / HTTP/1.1\r\nDummy: x\nContent-Length: 23\r\nHost: a\r\n\r\n",
+        "bare LF"
+    )]
     #[case::bare_lf_ending_the_head("GET / HTTP/1.1\r\nHost: a\r\n\n", "bare LF")]
     #[case::bare_lf_before_the_request_line("\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", "bare LF")]
     #[case::bare_cr_in_field(

@@ -52,6 +52,9 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// After the leader exits on `SIGTERM`, how long its group may take to follow
 /// before the stragglers count as survivors (bounded by the grace period too).
 const SURVIVOR_SETTLE: Duration = Duration::from_millis(200);
+/// How long a launcher that exited with 0 must look alone (no live process
+/// of its tree) before it is taken for a server that exited.
+const HANDOVER_WINDOW: Duration = Duration::from_millis(200);
 
 impl std::error::Error for SignalError {}
 
@@ -451,11 +454,19 @@ impl ServerInstance {
         match state {
             Leader::Running => Handover::Running,
             Leader::Exited(status) => {
-                if status.code() == Some(0)
-                    && !self.hand_over_closed
-                    && tree::members(&self.tag, self.pid)
+                // A daemon is found by scanning /proc, and a scan can miss a
+                // process forked while it reads the directory, just as the
+                // middle process of a double fork exits: so "nothing left"
+                // must hold over a short window before a launcher that exited
+                // with 0 counts as a server that exited.
+                let others_live = || {
+                    tree::members(&self.tag, self.pid)
                         .iter()
                         .any(|p| p.pid != pid && p.is_live())
+                };
+                if status.code() == Some(0)
+                    && !self.hand_over_closed
+                    && crate::poll::poll_until(HANDOVER_WINDOW, others_live)
                 {
                     Handover::Launched(status)
                 } else {
