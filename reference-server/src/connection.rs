@@ -13,9 +13,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, ppoll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{setsockopt, shutdown, sockopt, Shutdown};
-use nix::sys::time::TimeVal;
+use nix::sys::time::{TimeSpec, TimeVal};
 
 use crate::config::Config;
 use crate::framing::{BodyFraming, ChunkedDecoder};
@@ -24,7 +24,7 @@ use crate::grammar::{Rejection, Version};
 use crate::listener::peer_addr;
 use crate::parse::{parse_head, Parsed, RequestHead, Target};
 use crate::response::{reason, write_head, Persistence};
-use crate::signals::shutdown_requested;
+use crate::signals::{self, shutdown_requested};
 
 /// Bytes asked of each read(2). Small on purpose: every page a forked child
 /// touches costs a page fault, and most requests fit in one.
@@ -153,6 +153,13 @@ impl Connection<'_> {
                 app.call(&environ, body.as_deref().unwrap_or_default())
             }
         };
+        // Shutting down: this request is finished, the connection is not.
+        signals::take_pending();
+        let persistence = if shutdown_requested() {
+            Persistence::Close
+        } else {
+            persistence
+        };
         self.respond(&response, persistence, head.method == "HEAD")?;
         self.served += 1;
         Ok(persistence != Persistence::Close)
@@ -178,9 +185,13 @@ impl Connection<'_> {
                 )
                 .into());
             }
-            match self.read_more(deadline) {
+            // Between requests (nothing of the next one has come), a
+            // shutdown closes the connection at once; a request that has
+            // begun is read to its end and answered.
+            match self.read_more(deadline, self.buf.is_empty()) {
                 Ok(0) => return Err(Stop::Quiet),
                 Ok(_) => continue,
+                Err(Errno::EINTR) => return Err(Stop::Quiet),
                 // An idle persistent connection is closed quietly (RFC 9112
                 // §9.5); a client that started a request, or never sent one,
                 // learns why with 408.
@@ -247,7 +258,7 @@ impl Connection<'_> {
 
     /// One more read while a body is incomplete.
     fn read_body_bytes(&mut self, deadline: Instant) -> Result<(), Stop> {
-        match self.read_more(deadline) {
+        match self.read_more(deadline, false) {
             Ok(0) => Err(Stop::Quiet),
             Ok(_) => Ok(()),
             Err(Errno::ETIMEDOUT) => {
@@ -259,22 +270,39 @@ impl Connection<'_> {
 
     /// Waits (until `deadline`) for input and appends one read's worth to the
     /// buffer. Returns the bytes read, 0 at end of stream; ETIMEDOUT when the
-    /// deadline passes. EINTR is retried: a signal is not an error.
-    fn read_more(&mut self, deadline: Instant) -> Result<usize, Errno> {
+    /// deadline passes; EINTR only when `idle` and a shutdown was asked for.
+    /// Any other EINTR is retried: a signal is not an error.
+    ///
+    /// In a child the shutdown signals are blocked except while it waits
+    /// here (`ppoll` with [`signals::wait_mask`]), so a shutdown can find an
+    /// idle child only in this wait, and the flag is never set between the
+    /// check and the wait without waking it: no signal is missed, and none
+    /// interrupts a request in the middle.
+    fn read_more(&mut self, deadline: Instant, idle: bool) -> Result<usize, Errno> {
+        let wait_mask = signals::wait_mask();
         loop {
+            if idle && shutdown_requested() {
+                return Err(Errno::EINTR);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Errno::ETIMEDOUT);
             }
-            let timeout = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as u32)
-                .unwrap_or(PollTimeout::MAX);
             let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, timeout) {
-                Ok(0) => continue,
+            let waited = match wait_mask {
+                Some(mask) => {
+                    let left = left.min(Duration::from_secs(60));
+                    ppoll(&mut fds, Some(TimeSpec::from_duration(left)), Some(mask))
+                }
+                None => {
+                    let timeout = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as u32)
+                        .unwrap_or(PollTimeout::MAX);
+                    poll(&mut fds, timeout)
+                }
+            };
+            match waited {
+                Ok(0) | Err(Errno::EINTR) => continue,
                 Ok(_) => break,
-                // Only the parent (iterative fault) has a SIGTERM handler.
-                Err(Errno::EINTR) if shutdown_requested() => return Err(Errno::EINTR),
-                Err(Errno::EINTR) => continue,
                 Err(errno) => return Err(errno),
             }
         }
@@ -293,7 +321,8 @@ impl Connection<'_> {
                     self.buf.truncate(filled + n);
                     return Ok(n);
                 }
-                Err(Errno::EINTR) if !shutdown_requested() => continue,
+                // poll said readable, so a retried read does not block.
+                Err(Errno::EINTR) => continue,
                 Err(errno) => {
                     self.buf.truncate(filled);
                     return Err(errno);
@@ -381,7 +410,7 @@ impl Connection<'_> {
         let mut discarded = 0;
         while discarded < (1 << 20) {
             self.buf.clear();
-            match self.read_more(deadline) {
+            match self.read_more(deadline, false) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => discarded += n,
             }

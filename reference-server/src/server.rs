@@ -224,8 +224,8 @@ impl Server<'_> {
                 Ok(())
             }
             Ok(ForkResult::Child) => {
-                signals::reset_in_child(&mask);
                 if !faults.exits_after_serving() {
+                    signals::default_in_child(&mask);
                     // The `no-exit` bug: no exit after serving. The child
                     // returns into its copy of the accept loop and becomes a
                     // second acceptor; every connection leaves one more process.
@@ -238,6 +238,7 @@ impl Server<'_> {
                     let _ = close(self.listener.raw_fd());
                 }
                 let _ = close(self.shutdown_pipe.raw_fd());
+                signals::reset_in_child(&mask);
                 // A panic must end this child, never unwind back into the
                 // parent's accept loop that the child has a copy of.
                 let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -272,10 +273,15 @@ Content-Length: 19\r\nRetry-After: 1\r\nConnection: close\r\n\r\nserver at capac
     let _ = shutdown(fd, Shutdown::Write);
 }
 
-/// Shutdown: wait up to `grace` for the children, then SIGKILL and reap the
-/// stragglers, so that no child outlives the server.
+/// Shutdown: ask every child to finish (SIGTERM: an idle connection closes
+/// at once, a request in progress is answered with `Connection: close`),
+/// wait up to `grace` for them, then SIGKILL and reap the stragglers, so that
+/// no child outlives the server.
 fn stop_children(grace: Duration) {
     let deadline = Instant::now() + grace;
+    for pid in reaper::pids() {
+        let _ = kill(pid, Signal::SIGTERM);
+    }
     while reaper::live() > 0 && Instant::now() < deadline {
         // Reap here too: under `no-reap` nobody else will.
         reaper::reap_exited();

@@ -14,9 +14,10 @@
 //! | SIGALRM | ignored | the server sets no alarm, so one can only be stray |
 //! | SIGPIPE | ignored | a write to a vanished client fails with EPIPE instead |
 //!
-//! Children put the shutdown signals back to their default (the parent's
-//! handler is not theirs: the parent stops them with SIGTERM after the
-//! grace) and keep the ignored ones ignored.
+//! In a child a shutdown signal means: finish the request in progress with
+//! `Connection: close`, or close an idle connection at once. The parent sends
+//! SIGTERM to every child when it shuts down, waits up to the grace, then
+//! SIGKILLs the rest. Children keep the ignored signals ignored.
 //!
 //! SIGPIPE is raised when writing to a socket whose peer has gone away; its
 //! default action kills the process. A server must ignore it and treat the
@@ -29,6 +30,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::OnceLock;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -177,16 +179,71 @@ pub fn restore(mask: &SigSet) -> Result<(), ServerError> {
     })
 }
 
-/// In a freshly forked child: the shutdown signals kill it again (the
-/// parent's shutdown handler is not for it), SIGCHLD is not handled (it has
-/// no children), and the inherited mask is restored. The ignored signals
-/// stay ignored.
+/// The mask a child waits for input with: the one it inherited, in which the
+/// shutdown signals are not blocked. Set once, in the child.
+static WAIT_MASK: OnceLock<SigSet> = OnceLock::new();
+
+/// In a child, the signal mask to wait for input with ([`WAIT_MASK`]); `None`
+/// in the parent, which waits with its own mask.
+pub fn wait_mask() -> Option<SigSet> {
+    WAIT_MASK.get().copied()
+}
+
+/// In a child, lets a shutdown signal that came while the child was busy
+/// (blocked, so pending) be handled now: unblocking delivers it before
+/// `sigprocmask` returns, and the flag says so. Called before a response is
+/// written, so that the response can say `Connection: close`.
+pub fn take_pending() {
+    if let Some(wait) = wait_mask() {
+        let mut working = SigSet::empty();
+        if sigprocmask(SigmaskHow::SIG_SETMASK, Some(&wait), Some(&mut working)).is_ok() {
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&working), None);
+        }
+    }
+}
+
+/// In a freshly forked child: a shutdown signal asks it to finish the request
+/// it serves and close (the parent sends SIGTERM to every child when it shuts
+/// down, and SIGKILL after the grace); SIGCHLD is not handled (it has no
+/// children). The shutdown signals are then blocked except while the child
+/// waits for input, so they can end an idle connection at once but never
+/// cut a request short. The ignored signals stay ignored.
 pub fn reset_in_child(mask: &SigSet) {
+    WAKE_FD.store(-1, Ordering::SeqCst);
+    SHUTDOWN.store(false, Ordering::SeqCst);
+    let finish = SigAction::new(
+        SigHandler::Handler(on_shutdown_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for signal in SHUTDOWN_SIGNALS {
+        // SAFETY: the handler stores to an atomic (and, with WAKE_FD unset,
+        // writes nothing), which is async-signal-safe, and restores errno.
+        let _ = unsafe { sigaction(signal, &finish) };
+    }
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: restoring SIG_DFL installs no code of ours.
+    let _ = unsafe { sigaction(Signal::SIGCHLD, &default) };
+    let mut wait = *mask;
+    let mut working = *mask;
+    for signal in SHUTDOWN_SIGNALS {
+        wait.remove(signal);
+        working.add(signal);
+    }
+    let _ = WAIT_MASK.set(wait);
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&working), None);
+}
+
+/// Under the `no-exit` fault, a child that falls back into its copy of the
+/// accept loop: the shutdown signals and SIGCHLD back at their default (it
+/// is no parent, and nothing of it waits for a shutdown), the inherited mask
+/// restored, as a child of the classic buggy server has them.
+pub fn default_in_child(mask: &SigSet) {
+    WAKE_FD.store(-1, Ordering::SeqCst);
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for signal in SHUTDOWN_SIGNALS.into_iter().chain([Signal::SIGCHLD]) {
         // SAFETY: restoring SIG_DFL installs no code of ours.
         let _ = unsafe { sigaction(signal, &default) };
     }
-    WAKE_FD.store(-1, Ordering::SeqCst);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
 }

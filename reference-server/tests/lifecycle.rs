@@ -221,3 +221,66 @@ fn a_stray_signal_ends_neither_the_server_nor_a_busy_child(
     let status = server.wait_exit(EXIT_DEADLINE).expect("exits on SIGTERM");
     assert!(status.success(), "{}", describe(status));
 }
+
+/// A grace far longer than a shutdown should take when every child does its
+/// part: exiting within a third of it shows nobody waited it out.
+const LONG_GRACE: &str = "30s";
+const WELL_WITHIN_GRACE: Duration = Duration::from_secs(10);
+
+/// On shutdown a child idle between requests closes its persistent
+/// connection at once, instead of keeping the server until the grace ends.
+#[test]
+fn shutdown_closes_an_idle_persistent_connection_at_once() {
+    let server = ServerGuard::start(&["--listen", "127.0.0.1:0", "--grace", LONG_GRACE]);
+    let mut client = support::RawClient::connect(server.addr());
+    client.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    let response = client
+        .read_response(Duration::from_secs(10))
+        .expect("answer");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(
+        poll_until(Duration::from_secs(10), || !live_children(server.pid())
+            .is_empty()),
+        "no child holds the idle connection"
+    );
+    server.signal(Signal::SIGTERM);
+    let status = server
+        .wait_exit(WELL_WITHIN_GRACE)
+        .expect("the server waited for an idle connection instead of closing it");
+    assert!(status.success(), "{}", describe(status));
+    let (rest, ending) = support::read_until_eof(&mut client.stream, Duration::from_secs(10));
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(ending, support::Ending::Eof);
+}
+
+/// On shutdown a child in the middle of a request finishes it, tells the
+/// client with `Connection: close`, and closes.
+#[test]
+fn shutdown_lets_a_request_in_progress_finish_with_connection_close() {
+    let server = ServerGuard::start(&["--listen", "127.0.0.1:0", "--grace", LONG_GRACE]);
+    let mut client = support::RawClient::connect(server.addr());
+    client.send(b"GET /sleep?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(
+        poll_until(Duration::from_secs(10), || !live_children(server.pid())
+            .is_empty()),
+        "no child started for the sleep request"
+    );
+    server.signal(Signal::SIGTERM);
+    let response = client
+        .read_response(Duration::from_secs(10))
+        .expect("the request in progress is answered");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(
+        response
+            .headers
+            .iter()
+            .any(|(name, value)| name.eq_ignore_ascii_case("connection") && value == "close"),
+        "{response:?}"
+    );
+    let (_, ending) = support::read_until_eof(&mut client.stream, Duration::from_secs(10));
+    assert_eq!(ending, support::Ending::Eof);
+    let status = server
+        .wait_exit(WELL_WITHIN_GRACE)
+        .expect("the server exits once its last child finished");
+    assert!(status.success(), "{}", describe(status));
+}
