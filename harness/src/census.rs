@@ -146,6 +146,16 @@ pub fn resident_pids(pid: i32, port: u16) -> Vec<i32> {
         .collect()
 }
 
+/// Waits up to `limit` until the server's end of every connection to `port`
+/// is closed (TIME_WAIT aside): a connection an earlier probe closed stays
+/// open there (CLOSE_WAIT) until the server reads its end, and a server that
+/// answers by how many clients it has would count it. Whether it got there.
+pub fn connections_closed(port: u16, limit: Duration) -> bool {
+    crate::poll::poll_until(limit, || {
+        procfs::accepted_inodes(port).is_ok_and(|inodes| inodes.is_empty())
+    })
+}
+
 /// The resident processes of `pid` (see [`resident_pids`]) once the set has
 /// held for [`WINDOW`] (bounded by `limit`).
 pub fn settled_residents(pid: i32, port: u16, limit: Duration) -> Settled<Vec<i32>> {

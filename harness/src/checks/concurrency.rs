@@ -11,6 +11,7 @@ use std::sync::Barrier;
 use std::time::Duration;
 
 use super::{load, Answers, CheckDef, Ctx};
+use crate::census;
 use crate::check::CheckResult;
 use crate::poll::in_parallel;
 use crate::probe::Route;
@@ -57,6 +58,9 @@ pub const CHECKS: &[CheckDef] = &[
 const PASS_SHARE: f64 = 0.75;
 /// Parallelism below which the sleep check fails.
 const FAIL_BELOW: f64 = 1.5;
+/// How long the burst check waits for the server to close connections
+/// earlier probes left before it asks what GET / answers at idle.
+const IDLE_WAIT: Duration = Duration::from_secs(2);
 /// Timed rounds at most, when the first lands between fail and pass.
 const ROUNDS: usize = 3;
 
@@ -296,6 +300,9 @@ fn burst(ctx: &mut Ctx<'_>, result: CheckResult) -> CheckResult {
     };
     // What GET / answers at idle: a burst is judged against it, so that a
     // server whose answer to every path is 404 is not called load-shedding.
+    // Idle means no connection left open at the server's end by the probes
+    // before (bounded: a server that never closes one is asked anyway).
+    census::connections_closed(addr.port(), IDLE_WAIT);
     let idle = timed::get(addr, "/", timed::REQUEST_TIMEOUT);
     let Some(idle_status) = idle.status else {
         return result.error(format!(
