@@ -29,6 +29,9 @@ use crate::signals::{self, shutdown_requested};
 /// Bytes asked of each read(2). Small on purpose: every page a forked child
 /// touches costs a page fault, and most requests fit in one.
 const READ_CHUNK: usize = 4 * 1024;
+/// Bodies up to this size are written together with the head, in one write;
+/// larger ones are written from where they are.
+const COALESCE_BODY: usize = 64 * 1024;
 /// What the `single-read` fault reads, once: the classic `recv(1024)`.
 const SINGLE_READ: usize = 1024;
 /// How long, at most, we drain a client's input after an error response.
@@ -226,11 +229,24 @@ impl Connection<'_> {
             BodyFraming::Length(length) => {
                 // framing.rs capped the length at max_body, which fits in memory.
                 let length = usize::try_from(length).unwrap_or(usize::MAX);
-                while self.buf.len() < length && !single_read {
-                    self.read_body_bytes(deadline)?;
-                }
                 let take = length.min(self.buf.len());
-                Ok(Some(self.buf.drain(..take).collect()))
+                if single_read || take == length {
+                    return Ok(Some(self.buf.drain(..take).collect()));
+                }
+                // The rest is read straight into a body of exactly its size:
+                // growing the connection's buffer to hold it would leave the
+                // child with twice the body (and the buffer's doubling).
+                // (Zeroed pages come from the kernel: untouched, they cost
+                // nothing until the body is written into them.)
+                let mut body = vec![0; length];
+                body[..take].copy_from_slice(&self.buf[..take]);
+                self.buf.drain(..take);
+                self.buf.shrink_to(READ_CHUNK);
+                let mut filled = take;
+                while filled < length {
+                    filled += self.read_body_into(&mut body[filled..], deadline)?;
+                }
+                Ok(Some(body))
             }
             BodyFraming::Chunked => {
                 let mut decoder = ChunkedDecoder::new(self.config.max_body);
@@ -253,6 +269,28 @@ impl Connection<'_> {
                 }
                 Ok(Some(body))
             }
+        }
+    }
+
+    /// One read into `dest`, the part of a Content-Length body still to
+    /// come; how many bytes it got.
+    fn read_body_into(&mut self, dest: &mut [u8], deadline: Instant) -> Result<usize, Stop> {
+        let read = self.wait_readable(deadline).and_then(|()| loop {
+            match nix::unistd::read(self.fd.as_raw_fd(), dest) {
+                Err(Errno::EINTR) => continue,
+                other => break other,
+            }
+        });
+        match read {
+            Ok(0) => Err(Stop::Quiet),
+            Ok(n) => {
+                self.reads += 1;
+                Ok(n)
+            }
+            Err(Errno::ETIMEDOUT) => {
+                Err(Rejection::new(408, "request body not received within the read timeout").into())
+            }
+            Err(_) => Err(Stop::Broken),
         }
     }
 
@@ -279,33 +317,7 @@ impl Connection<'_> {
     /// check and the wait without waking it: no signal is missed, and none
     /// interrupts a request in the middle.
     fn read_more(&mut self, deadline: Instant, idle: bool) -> Result<usize, Errno> {
-        let wait_mask = signals::wait_mask();
-        loop {
-            if idle && shutdown_requested() {
-                return Err(Errno::EINTR);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Errno::ETIMEDOUT);
-            }
-            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-            let waited = match wait_mask {
-                Some(mask) => {
-                    let left = left.min(Duration::from_secs(60));
-                    ppoll(&mut fds, Some(TimeSpec::from_duration(left)), Some(mask))
-                }
-                None => {
-                    let timeout = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as u32)
-                        .unwrap_or(PollTimeout::MAX);
-                    poll(&mut fds, timeout)
-                }
-            };
-            match waited {
-                Ok(0) | Err(Errno::EINTR) => continue,
-                Ok(_) => break,
-                Err(errno) => return Err(errno),
-            }
-        }
+        self.wait_for_input(deadline, idle)?;
         let want = if self.config.faults.reads_until_complete() {
             READ_CHUNK
         } else {
@@ -331,6 +343,42 @@ impl Connection<'_> {
         }
     }
 
+    /// [`Self::wait_for_input`] while a request is under way.
+    fn wait_readable(&self, deadline: Instant) -> Result<(), Errno> {
+        self.wait_for_input(deadline, false)
+    }
+
+    /// Waits until the client's socket is readable (see [`Self::read_more`]).
+    fn wait_for_input(&self, deadline: Instant, idle: bool) -> Result<(), Errno> {
+        let wait_mask = signals::wait_mask();
+        loop {
+            if idle && shutdown_requested() {
+                return Err(Errno::EINTR);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Errno::ETIMEDOUT);
+            }
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            let waited = match wait_mask {
+                Some(mask) => {
+                    let left = left.min(Duration::from_secs(60));
+                    ppoll(&mut fds, Some(TimeSpec::from_duration(left)), Some(mask))
+                }
+                None => {
+                    let timeout = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as u32)
+                        .unwrap_or(PollTimeout::MAX);
+                    poll(&mut fds, timeout)
+                }
+            };
+            match waited {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => return Ok(()),
+                Err(errno) => return Err(errno),
+            }
+        }
+    }
+
     /// Writes a response; the body is left out for HEAD.
     fn respond(
         &mut self,
@@ -342,10 +390,15 @@ impl Connection<'_> {
         write_head(&mut out, response, persistence);
         match &response.body {
             _ if head_only => self.write_all(&out),
-            // Small bodies go out with the head in one write.
-            Body::Bytes(bytes) => {
+            // Small bodies go out with the head in one write; a large one
+            // is written from where it is, never copied behind the head.
+            Body::Bytes(bytes) if bytes.len() <= COALESCE_BODY => {
                 out.extend_from_slice(bytes);
                 self.write_all(&out)
+            }
+            Body::Bytes(bytes) => {
+                self.write_all(&out)?;
+                self.write_all(bytes)
             }
             Body::Repeat { byte, len } => {
                 self.write_all(&out)?;

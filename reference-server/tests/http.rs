@@ -502,3 +502,53 @@ fn chunked_input_is_not_kept_once_decoded() {
         "peak {padded} KiB with padded chunks, {plain} KiB without"
     );
 }
+
+/// The peak resident set (KiB) of the child that answered one POST /echo of
+/// `len` bytes (Content-Length framed, or chunked in 64 KiB chunks), read
+/// while the child waits for the next request.
+fn child_peak_after_echo(len: usize, chunked: bool) -> u64 {
+    let server = start();
+    let mut client = RawClient::connect(server.addr());
+    let body = vec![b'x'; len];
+    if chunked {
+        client.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+        for piece in body.chunks(64 * 1024) {
+            client.send(format!("{:x}\r\n", piece.len()).as_bytes());
+            client.send(piece);
+            client.send(b"\r\n");
+        }
+        client.send(b"0\r\n\r\n");
+    } else {
+        client.send(
+            format!("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
+        );
+        client.send(&body);
+    }
+    let response = client
+        .read_response(Duration::from_secs(30))
+        .expect("the echo answer");
+    assert_eq!(response.status, 200, "{:?}", response.headers);
+    let children = support::live_children(server.pid());
+    let [child] = children[..] else {
+        panic!("expected the one child serving the connection: {children:?}");
+    };
+    support::peak_rss_kb(child).expect("the child's VmHWM")
+}
+
+/// README's bound: a child that echoes a body of `--max-body` (16 MiB)
+/// peaks below 3 × 16 MiB above a child that echoed nothing, framed either
+/// way.
+#[rstest]
+#[case::content_length(false)]
+#[case::chunked(true)]
+fn an_echo_of_the_largest_body_stays_within_three_times_its_size(#[case] chunked: bool) {
+    const MAX_BODY: usize = 16 << 20;
+    let idle = child_peak_after_echo(0, false);
+    let full = child_peak_after_echo(MAX_BODY, chunked);
+    let grown_kib = full.saturating_sub(idle);
+    eprintln!("echo of 16 MiB: child peak {full} KiB, {grown_kib} KiB above an empty echo");
+    assert!(
+        grown_kib < 3 * (MAX_BODY as u64 >> 10),
+        "peak {full} KiB, {grown_kib} KiB over an empty echo's {idle} KiB"
+    );
+}
