@@ -157,8 +157,7 @@ impl Connection<'_> {
             }
         };
         // Shutting down: this request is finished, the connection is not.
-        signals::take_pending();
-        let persistence = if shutdown_requested() {
+        let persistence = if persistence != Persistence::Close && signals::shutdown_asked() {
             Persistence::Close
         } else {
             persistence

@@ -189,16 +189,26 @@ pub fn wait_mask() -> Option<SigSet> {
     WAIT_MASK.get().copied()
 }
 
-/// In a child, lets a shutdown signal that came while the child was busy
-/// (blocked, so pending) be handled now: unblocking delivers it before
-/// `sigprocmask` returns, and the flag says so. Called before a response is
-/// written, so that the response can say `Connection: close`.
-pub fn take_pending() {
-    if let Some(wait) = wait_mask() {
-        let mut working = SigSet::empty();
-        if sigprocmask(SigmaskHow::SIG_SETMASK, Some(&wait), Some(&mut working)).is_ok() {
-            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&working), None);
-        }
+/// In a child, whether a shutdown was asked for: the flag, or a shutdown
+/// signal that came while the child was busy and waits, blocked, to be
+/// delivered at its next wait for input. One `sigpending` call, so that the
+/// response being written can say `Connection: close`.
+pub fn shutdown_asked() -> bool {
+    if shutdown_requested() {
+        return true;
+    }
+    if wait_mask().is_none() {
+        return false;
+    }
+    // SAFETY: an empty set is a valid sigset_t; sigpending writes only to it,
+    // and sigismember only reads it.
+    unsafe {
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pending);
+        libc::sigpending(&mut pending) == 0
+            && SHUTDOWN_SIGNALS
+                .iter()
+                .any(|&signal| libc::sigismember(&pending, signal as libc::c_int) == 1)
     }
 }
 
@@ -209,18 +219,10 @@ pub fn take_pending() {
 /// waits for input, so they can end an idle connection at once but never
 /// cut a request short. The ignored signals stay ignored.
 pub fn reset_in_child(mask: &SigSet) {
+    // The parent's shutdown handler, inherited, is the child's too: with no
+    // pipe to write to it only sets the flag. No sigaction needed per fork.
     WAKE_FD.store(-1, Ordering::SeqCst);
     SHUTDOWN.store(false, Ordering::SeqCst);
-    let finish = SigAction::new(
-        SigHandler::Handler(on_shutdown_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for signal in SHUTDOWN_SIGNALS {
-        // SAFETY: the handler stores to an atomic (and, with WAKE_FD unset,
-        // writes nothing), which is async-signal-safe, and restores errno.
-        let _ = unsafe { sigaction(signal, &finish) };
-    }
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: restoring SIG_DFL installs no code of ours.
     let _ = unsafe { sigaction(Signal::SIGCHLD, &default) };
