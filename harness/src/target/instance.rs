@@ -278,6 +278,23 @@ impl ServerInstance {
             }
             match listener_owner(&instance.tag, pid, port) {
                 Owner::Server(holders) => {
+                    // The listener is held by another process of the tree,
+                    // not the one started: that may be a launcher about to
+                    // exit with 0, whose daemon listened before the exit
+                    // could be seen. Give it a moment, so that the daemon is
+                    // followed instead of the launcher judged.
+                    if launcher.is_none() && !holders.iter().any(|p| p.pid == pid) {
+                        crate::poll::poll_until(HANDOVER_WINDOW, || {
+                            if let Handover::Launched(status) = instance.handover() {
+                                launcher = Some(status);
+                            }
+                            launcher.is_some() || !instance.is_alive()
+                        });
+                        if launcher.is_none() && !instance.is_alive() {
+                            // It exited, and not as a launcher: said above.
+                            continue;
+                        }
+                    }
                     if let Some(launcher_exit) = launcher {
                         instance.follow(&holders, launcher_exit);
                     }
