@@ -201,17 +201,23 @@ stop_server() {
 }
 
 # best PREFIX: the highest req/s of the rounds of PREFIX (noise only ever slows a
-# round down, so the best round is the machine's figure); the non-2xx total goes
-# to BEST_NON_2XX.
+# round down, so the best round is the machine's figure).
 best() {
     local prefix="$1" round value top=0
-    BEST_NON_2XX=0
     for ((round = 1; round <= ROUNDS; round++)); do
         value="${RPS[$prefix#$round]:-0}"
         ((value > top)) && top="$value"
-        BEST_NON_2XX=$((BEST_NON_2XX + ${NON_2XX[$prefix#$round]:-0}))
     done
     echo "$top"
+}
+
+# non_2xx PREFIX: the non-2xx/3xx responses of all rounds of PREFIX.
+non_2xx() {
+    local prefix="$1" round total=0
+    for ((round = 1; round <= ROUNDS; round++)); do
+        total=$((total + ${NON_2XX[$prefix#$round]:-0}))
+    done
+    echo "$total"
 }
 
 ensure_wrk
@@ -247,7 +253,7 @@ below=0
 for mode in connection-close keep-alive; do
     if [[ "$mode" == connection-close ]]; then target="$CLOSE_TARGET"; else target="$KEEPALIVE_TARGET"; fi
     rps="$(best "$mode")"
-    non_2xx="$BEST_NON_2XX"
+    non_2xx="$(non_2xx "$mode")"
     echo "$mode: $rps req/s (target >= $target)"
     # Fast error responses are not throughput: any non-2xx/3xx answer fails the mode.
     if ((non_2xx != 0)); then
