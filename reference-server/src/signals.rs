@@ -183,7 +183,7 @@ pub fn restore(mask: &SigSet) -> Result<(), ServerError> {
 /// shutdown signals are not blocked. Set once, in the child.
 static WAIT_MASK: OnceLock<SigSet> = OnceLock::new();
 
-/// In a child, the signal mask to wait for input with ([`WAIT_MASK`]); `None`
+/// In a child, the signal mask to wait for input with (set by [`reset_in_child`]); `None`
 /// in the parent, which waits with its own mask.
 pub fn wait_mask() -> Option<SigSet> {
     WAIT_MASK.get().copied()
