@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::time::Duration;
 
 use assert_cmd::Command;
@@ -19,6 +17,20 @@ use support::{describe, group_members, live_children, poll_until, ServerGuard};
 const EXIT_STARTUP: i32 = reference_server::EXIT_STARTUP as i32;
 /// Generous bound for a process to exit on a busy machine.
 const EXIT_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Sends `request` on a new connection to `server` and waits until a child
+/// serves it; the connection, to read the answer from.
+fn served_by_a_child(server: &ServerGuard, request: &[u8]) -> support::RawClient {
+    let mut client = support::RawClient::connect(server.addr());
+    client.send(request);
+    assert!(
+        poll_until(Duration::from_secs(10), || !live_children(server.pid())
+            .is_empty()),
+        "no child started for {:?}",
+        String::from_utf8_lossy(request)
+    );
+    client
+}
 
 #[test]
 fn stdout_is_exactly_one_listening_line() {
@@ -149,15 +161,7 @@ fn a_shutdown_signal_kills_busy_children_after_the_grace_period(
     #[values(Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT)] signal: Signal,
 ) {
     let server = ServerGuard::start(&["--listen", "127.0.0.1:0", "--grace", "300ms"]);
-    let mut client = TcpStream::connect(server.addr()).expect("connect");
-    client
-        .write_all(b"GET /sleep?ms=20000 HTTP/1.1\r\nHost: a\r\n\r\n")
-        .expect("sending the sleep request");
-    assert!(
-        poll_until(Duration::from_secs(10), || !live_children(server.pid())
-            .is_empty()),
-        "no child started for the sleep request"
-    );
+    let mut client = served_by_a_child(&server, b"GET /sleep?ms=20000 HTTP/1.1\r\nHost: a\r\n\r\n");
     server.signal(signal);
     let status = server
         .wait_exit(EXIT_DEADLINE)
@@ -178,7 +182,7 @@ fn a_shutdown_signal_kills_busy_children_after_the_grace_period(
         group_members(server.pid())
     );
     // The client's connection ended with the child.
-    let (_, ending) = support::read_until_eof(&mut client, Duration::from_secs(10));
+    let (_, ending) = support::read_until_eof(&mut client.stream, Duration::from_secs(10));
     assert_ne!(
         ending,
         support::Ending::Timeout,
@@ -194,17 +198,12 @@ fn a_stray_signal_ends_neither_the_server_nor_a_busy_child(
     #[values(Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGALRM)] signal: Signal,
 ) {
     let server = ServerGuard::start(&["--listen", "127.0.0.1:0"]);
-    let mut client = TcpStream::connect(server.addr()).expect("connect");
-    client
-        .write_all(b"GET /sleep?ms=1000 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        .expect("sending the sleep request");
-    assert!(
-        poll_until(Duration::from_secs(10), || !live_children(server.pid())
-            .is_empty()),
-        "no child started for the sleep request"
+    let mut client = served_by_a_child(
+        &server,
+        b"GET /sleep?ms=1000 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     );
     server.signal_group(signal);
-    let (answer, _) = support::read_until_eof(&mut client, Duration::from_secs(10));
+    let (answer, _) = support::read_until_eof(&mut client.stream, Duration::from_secs(10));
     assert!(
         answer.starts_with(b"HTTP/1.1 200 "),
         "the busy child did not finish its request after {signal}: {:?}",
@@ -258,13 +257,7 @@ fn shutdown_closes_an_idle_persistent_connection_at_once() {
 #[test]
 fn shutdown_lets_a_request_in_progress_finish_with_connection_close() {
     let server = ServerGuard::start(&["--listen", "127.0.0.1:0", "--grace", LONG_GRACE]);
-    let mut client = support::RawClient::connect(server.addr());
-    client.send(b"GET /sleep?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n");
-    assert!(
-        poll_until(Duration::from_secs(10), || !live_children(server.pid())
-            .is_empty()),
-        "no child started for the sleep request"
-    );
+    let mut client = served_by_a_child(&server, b"GET /sleep?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n");
     server.signal(Signal::SIGTERM);
     let response = client
         .read_response(Duration::from_secs(10))
