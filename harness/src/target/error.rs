@@ -110,6 +110,24 @@ fn write_tail(f: &mut fmt::Formatter<'_>, tail: &[String]) -> fmt::Result {
     Ok(())
 }
 
+impl StartError {
+    /// Whether the server exited at startup saying that its address was in
+    /// use, in any of the words runtimes use for EADDRINUSE ("Address
+    /// already in use" from strerror, Python, Java and Go, `EADDRINUSE` from
+    /// Node and Erlang). Only ever a reason to try another port.
+    pub fn says_address_in_use(&self) -> bool {
+        match self {
+            StartError::Exited { stderr_tail, .. } => stderr_tail.iter().any(|line| {
+                let line = line.to_ascii_lowercase();
+                line.contains("address already in use")
+                    || line.contains("eaddrinuse")
+                    || line.contains("address in use")
+            }),
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -52,6 +52,9 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// After the leader exits on `SIGTERM`, how long its group may take to follow
 /// before the stragglers count as survivors (bounded by the grace period too).
 const SURVIVOR_SETTLE: Duration = Duration::from_millis(200);
+/// How many times a server that could not bind a port the harness picked is
+/// started again on another (see [`ServerInstance::start`]).
+pub const PORT_RETRIES: usize = 2;
 /// How long a launcher that exited with 0 must look alone (no live process
 /// of its tree) before it is taken for a server that exited.
 const HANDOVER_WINDOW: Duration = Duration::from_millis(200);
@@ -154,15 +157,26 @@ enum Handover {
 impl ServerInstance {
     /// Starts the server on the port `spec.port` asks for and waits until a
     /// process of its tree listens there.
+    ///
+    /// With a port the harness picked, a server that exits saying its address
+    /// is in use is started again on another port, up to [`PORT_RETRIES`]
+    /// times: the port was free when picked, and another process (another
+    /// harness on the same machine, say) took it before the server bound it.
+    /// That is the machine's doing, not the server's; the last failure is
+    /// the one reported.
     pub fn start(spec: &TargetSpec) -> Result<ServerInstance, StartError> {
-        let port = match spec.port {
-            PortChoice::Fixed(port) => port,
-            PortChoice::Auto => {
-                let ip = parse_loopback(&spec.host)?;
-                port::pick(ip).map_err(StartError::PortPick)?
-            }
+        let ip = match spec.port {
+            PortChoice::Fixed(port) => return Self::start_on_port(spec, port),
+            PortChoice::Auto => parse_loopback(&spec.host)?,
         };
-        Self::start_on_port(spec, port)
+        let mut tries = 0;
+        loop {
+            let port = port::pick(ip).map_err(StartError::PortPick)?;
+            match Self::start_on_port(spec, port) {
+                Err(error) if tries < PORT_RETRIES && error.says_address_in_use() => tries += 1,
+                result => return result,
+            }
+        }
     }
 
     /// Starts the server on `port` (e.g. again on the port of a previous run).
@@ -957,6 +971,50 @@ while True:
             text.contains("exit code 3") && text.contains("boom") && text.contains("sh -c"),
             "{text}"
         );
+    }
+
+    /// A server that loses its picked port to someone else is started again
+    /// on another; one that always says so is reported after the retries,
+    /// and one that fails otherwise is not retried at all.
+    #[test]
+    fn a_server_that_finds_its_picked_port_in_use_gets_another() {
+        let dir = std::env::temp_dir().join(format!("harness-port-retry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let count = |name: &str| {
+            std::fs::read_to_string(dir.join(name)).map_or(0, |text| text.lines().count())
+        };
+        // First attempt: "in use"; then a real server on the port it is given.
+        let once = dir.join("once");
+        let mut spec = python_spec(&[]);
+        spec.args[1] = format!(
+            "import os, sys\nopen({once:?}, 'a').write('x\\n')\n\
+             if sum(1 for _ in open({once:?})) == 1:\n    \
+             sys.exit('OSError: [Errno 98] Address already in use')\n{PY_SERVER}",
+            once = once.to_string_lossy()
+        );
+        let server = ServerInstance::start(&spec).expect("started on the second port");
+        assert_eq!(count("once"), 2);
+        drop(server);
+
+        let always = dir.join("always");
+        let spec = sh_spec(&format!(
+            "echo x >> {always:?}; echo 'bind: Address already in use' >&2; exit 1",
+            always = always.to_string_lossy()
+        ));
+        let err = ServerInstance::start(&spec).expect_err("never binds");
+        assert!(err.says_address_in_use(), "{err}");
+        assert_eq!(count("always"), 1 + PORT_RETRIES);
+
+        let other = dir.join("other");
+        let spec = sh_spec(&format!(
+            "echo x >> {other:?}; echo 'no such file' >&2; exit 1",
+            other = other.to_string_lossy()
+        ));
+        let err = ServerInstance::start(&spec).expect_err("fails");
+        assert!(!err.says_address_in_use(), "{err}");
+        assert_eq!(count("other"), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
