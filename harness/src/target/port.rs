@@ -9,17 +9,21 @@
 //! On a busy CI machine that is a false startup failure.
 //!
 //! So ports are drawn from outside the ephemeral range, where no outgoing
-//! connection lands, from a cursor that starts at a random place and moves on
-//! with every pick, so that two servers of one run never get the same port.
+//! connection lands, along a walk with a random start and a random stride
+//! per process: two servers of one run never get the same port, and two
+//! harnesses on one machine do not walk in step.
 //! A candidate is taken only when no TCP socket uses it in any state
 //! (`/proc/net/tcp`, `tcp6`) and a listener can bind it; a port another
-//! process takes after that shows up as a startup failure naming the holder,
+//! process takes after that makes the server fail to bind, and it is started
+//! again on another port (see `ServerInstance::start`), or shows up as a
+//! startup failure naming the holder,
 //! never as a stranger judged in the server's place.
 
 use std::io;
 use std::net::{IpAddr, TcpListener};
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::procfs;
@@ -37,13 +41,17 @@ const EPHEMERAL_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
 /// The ephemeral range when it cannot be read (Linux's default).
 const DEFAULT_EPHEMERAL: RangeInclusive<u16> = 32_768..=60_999;
 
-/// Advances on every pick; starts at a random place (see [`start_offset`]).
-static CURSOR: AtomicU32 = AtomicU32::new(u32::MAX);
+/// Picks made so far by this process.
+static PICKS: AtomicUsize = AtomicUsize::new(0);
+/// This process's walk through the candidates (see [`next_index`]).
+static WALK: OnceLock<(u64, u64)> = OnceLock::new();
 
 /// A port on `ip` that no socket uses now and that lies outside the
 /// ephemeral range, or, when no such port is found, one the kernel picks.
 pub fn pick(ip: IpAddr) -> io::Result<u16> {
-    pick_from(ip, &Candidates::outside(ephemeral_range()), next_index)
+    let candidates = Candidates::outside(ephemeral_range());
+    let len = candidates.len();
+    pick_from(ip, &candidates, || next_index(len))
 }
 
 /// [`pick`] over these candidates, visiting them in the order `next` gives.
@@ -65,32 +73,45 @@ fn pick_from(
     Ok(listener.local_addr()?.port())
 }
 
-/// The next value of the cursor, started at a random place on first use.
-fn next_index() -> usize {
-    let mut current = CURSOR.load(Ordering::Relaxed);
-    loop {
-        let base = if current == u32::MAX {
-            start_offset()
-        } else {
-            current
-        };
-        let next = base.wrapping_add(1) % (u32::MAX - 1);
-        match CURSOR.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return base as usize,
-            Err(seen) => current = seen,
-        }
+/// The index of this process's next candidate among `len`: step k of its
+/// walk, `start + k × stride (mod len)`, the stride coprime with `len`. One
+/// process so visits every candidate once before any twice; and two
+/// processes, with their own starts and strides, do not walk in step. (With
+/// one stride for all, two walks that start close take the same ports one
+/// after the other, each just before the other's server binds it.)
+fn next_index(len: usize) -> usize {
+    let (start, seed) = *WALK.get_or_init(seeds);
+    let len = len.max(1) as u128;
+    let mut stride = u128::from(seed) % len;
+    while stride == 0 || gcd(stride, len) != 1 {
+        stride = stride % len + 1;
     }
+    let step = PICKS.fetch_add(1, Ordering::Relaxed) as u128;
+    ((u128::from(start) + step * stride) % len) as usize
 }
 
-/// A start that differs between harness processes run at the same moment
-/// (their pids differ) and between runs (the clock moves).
-fn start_offset() -> u32 {
+fn gcd(mut a: u128, mut b: u128) -> u128 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// A start and a stride seed that differ between harness processes run at
+/// the same moment (their pids differ) and between runs (the clock moves).
+fn seeds() -> (u64, u64) {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.subsec_nanos());
-    let mixed = (u64::from(std::process::id()) << 32 | u64::from(nanos))
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    ((mixed >> 33) as u32) % (u32::MAX - 1)
+    // splitmix64 of (pid, nanos): neighbouring inputs give unrelated outputs.
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let first = mix(u64::from(std::process::id()) << 32 | u64::from(nanos));
+    (first, mix(first))
 }
 
 /// The kernel's ephemeral range, or Linux's default when it cannot be read.
@@ -209,7 +230,7 @@ mod tests {
     fn a_port_in_use_is_passed_over() {
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let candidates = Candidates::outside(DEFAULT_EPHEMERAL);
-        let first = pick_from(ip, &candidates, next_index).expect("a port");
+        let first = pick_from(ip, &candidates, || next_index(candidates.len())).expect("a port");
         let index = (0..candidates.len())
             .find(|&i| candidates.nth(i) == first)
             .expect("the pick is a candidate");
