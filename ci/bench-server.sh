@@ -59,6 +59,8 @@ for name in DURATION THREADS CONNECTIONS CLOSE_TARGET KEEPALIVE_TARGET STARTUP_T
     [[ "${!name}" =~ ^[0-9]+$ && "${!name}" -gt 0 ]] || die "$name must be a positive integer, got '${!name}'"
 done
 
+[[ "$RATIO_TARGET" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "RATIO_TARGET must be a number such as 0.95, got '$RATIO_TARGET'"
+
 WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/bench-server.XXXXXX")"
 SERVER_PGID=""
 WRK_PID=""
