@@ -14,14 +14,13 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, ppoll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{setsockopt, shutdown, sockopt, Shutdown};
-use nix::sys::time::{TimeSpec, TimeVal};
+use nix::sys::socket::{shutdown, Shutdown};
+use nix::sys::time::TimeSpec;
 
 use crate::config::Config;
 use crate::framing::{BodyFraming, ChunkedDecoder};
 use crate::gateway::{App, Body, Environ, Response};
 use crate::grammar::{Rejection, Version};
-use crate::listener::peer_addr;
 use crate::parse::{parse_head, Parsed, RequestHead, Target};
 use crate::response::{reason, write_head, Persistence};
 use crate::signals::{self, shutdown_requested};
@@ -76,22 +75,11 @@ struct Connection<'a> {
     head_request: bool,
 }
 
-/// Serves every request on `fd` until the connection ends.
-pub fn serve(fd: OwnedFd, config: &Config, local: SocketAddr, app: &dyn App) {
-    let peer = peer_addr(fd.as_raw_fd()).unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    // Bound every write by the read timeout: a client that stops reading a
-    // large response must not hold this process forever.
-    // Responses to pipelined requests go out one write each; without
-    // TCP_NODELAY the second waits for the client's delayed ACK of the first.
-    let _ = setsockopt(&fd, sockopt::TcpNoDelay, &true);
-    let _ = setsockopt(
-        &fd,
-        sockopt::SendTimeout,
-        &TimeVal::from(libc::timeval {
-            tv_sec: config.read_timeout.as_secs() as libc::time_t,
-            tv_usec: config.read_timeout.subsec_micros() as libc::suseconds_t,
-        }),
-    );
+/// Serves every request on `fd`, a connection from `peer`, until it ends.
+///
+/// The socket already has `TCP_NODELAY` and a send timeout: it inherited
+/// them from the listener ([`crate::listener::Listener::set_client_options`]).
+pub fn serve(fd: OwnedFd, config: &Config, local: SocketAddr, peer: SocketAddr, app: &dyn App) {
     let mut connection = Connection {
         fd,
         buf: Vec::with_capacity(READ_CHUNK),

@@ -3,8 +3,8 @@
 //! ```text
 //! socket → setsockopt → bind → listen        (listener.rs)
 //! loop:
-//!     poll(listener, shutdown pipe)          retry on EINTR
-//!     accept                                 retry on EINTR
+//!     accept (non-blocking)                  retry on EINTR
+//!     none queued: poll(listener, shutdown pipe), retry on EINTR
 //!     fork
 //!       child:  close listener, serve the connection, _exit
 //!       parent: close the client socket, record the child
@@ -13,13 +13,14 @@
 //! ```
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::socket::{accept, recv, send, shutdown, MsgFlags, Shutdown};
+use nix::sys::socket::{recv, send, shutdown, MsgFlags, Shutdown};
 use nix::unistd::{close, fork, ForkResult};
 
 use crate::config::Config;
@@ -51,6 +52,7 @@ pub fn run(config: &Config, app: &dyn App, announce: &mut dyn Write) -> Result<(
         1
     };
     let listener = Listener::bind(config.addr, backlog, faults.reuses_address())?;
+    listener.set_client_options(config.read_timeout)?;
     let local = listener.local_addr();
 
     // The child table, and the SIGCHLD handler that empties it. A server that
@@ -106,7 +108,7 @@ struct Server<'a> {
     app: &'a dyn App,
     listener: &'a Listener,
     shutdown_pipe: &'a ShutdownPipe,
-    local: std::net::SocketAddr,
+    local: SocketAddr,
 }
 
 impl Server<'_> {
@@ -114,8 +116,15 @@ impl Server<'_> {
         let faults = self.config.faults;
         let mut last_complaint: Option<Instant> = None;
         while !signals::shutdown_requested() {
-            // Wait for a connection or a shutdown request. poll is never
-            // restarted by the kernel, so EINTR is normal here: retry.
+            // The listener is non-blocking: take a connection if one is
+            // queued. Under load one always is, and poll is never called.
+            if let Some((client, peer)) = self.accept_one(&mut last_complaint)? {
+                self.dispatch(client, peer)?;
+                continue;
+            }
+            // Nothing queued: wait for a connection or a shutdown request.
+            // poll is never restarted by the kernel, so EINTR is normal
+            // here: retry.
             let mut fds = [
                 PollFd::new(borrow(self.listener.raw_fd()), PollFlags::POLLIN),
                 PollFd::new(borrow(self.shutdown_pipe.raw_fd()), PollFlags::POLLIN),
@@ -126,21 +135,6 @@ impl Server<'_> {
                 Err(Errno::EINTR) => return Err(ServerError::Poll(Errno::EINTR)),
                 Err(errno) => return Err(ServerError::Poll(errno)),
             }
-            let readable = fds[0]
-                .revents()
-                .is_some_and(|r| r.contains(PollFlags::POLLIN));
-            if signals::shutdown_requested() || !readable {
-                continue;
-            }
-
-            // The listener is non-blocking: take every connection already
-            // queued, then go back to poll.
-            while let Some(client) = self.accept_one(&mut last_complaint)? {
-                self.dispatch(client)?;
-                if signals::shutdown_requested() {
-                    break;
-                }
-            }
         }
         Ok(())
     }
@@ -149,12 +143,11 @@ impl Server<'_> {
     fn accept_one(
         &self,
         last_complaint: &mut Option<Instant>,
-    ) -> Result<Option<OwnedFd>, ServerError> {
+    ) -> Result<Option<(OwnedFd, SocketAddr)>, ServerError> {
         let faults = self.config.faults;
         loop {
-            return match accept(self.listener.raw_fd()) {
-                // SAFETY: accept returned a new descriptor that nothing else owns.
-                Ok(fd) => Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) })),
+            return match self.listener.accept() {
+                Ok(accepted) => Ok(Some(accepted)),
                 // A signal arrived during accept: try again (the classic bug is
                 // to treat this as fatal).
                 Err(Errno::EINTR) if faults.retries_eintr() => continue,
@@ -179,7 +172,7 @@ impl Server<'_> {
     }
 
     /// Hands a new connection to a child, or serves it here under `iterative`.
-    fn dispatch(&self, client: OwnedFd) -> Result<(), ServerError> {
+    fn dispatch(&self, client: OwnedFd, peer: SocketAddr) -> Result<(), ServerError> {
         let faults = self.config.faults;
         if faults.leaks_a_file_per_connection() {
             // The `leak-fd` bug: a file opened per connection and never closed.
@@ -189,17 +182,17 @@ impl Server<'_> {
         }
         if !faults.forks_per_connection() {
             // The `iterative` bug: everyone else waits in the backlog meanwhile.
-            connection::serve(client, self.config, self.local, self.app);
+            connection::serve(client, self.config, self.local, peer, self.app);
         } else if reaper::live() >= self.config.max_children {
             refuse_busy(client);
         } else {
-            self.fork_child(client)?;
+            self.fork_child(client, peer)?;
         }
         Ok(())
     }
 
     /// Forks a child to serve `client`.
-    fn fork_child(&self, client: OwnedFd) -> Result<(), ServerError> {
+    fn fork_child(&self, client: OwnedFd, peer: SocketAddr) -> Result<(), ServerError> {
         let faults = self.config.faults;
         let mask = signals::block_sigchld()?;
         // SAFETY: the server process is single-threaded, so the child gets a
@@ -229,7 +222,7 @@ impl Server<'_> {
                     // The `no-exit` bug: no exit after serving. The child
                     // returns into its copy of the accept loop and becomes a
                     // second acceptor; every connection leaves one more process.
-                    connection::serve(client, self.config, self.local, self.app);
+                    connection::serve(client, self.config, self.local, peer, self.app);
                     return Ok(());
                 }
                 if faults.closes_listener_in_child() {
@@ -242,7 +235,7 @@ impl Server<'_> {
                 // A panic must end this child, never unwind back into the
                 // parent's accept loop that the child has a copy of.
                 let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    connection::serve(client, self.config, self.local, self.app);
+                    connection::serve(client, self.config, self.local, peer, self.app);
                 }));
                 let code = if served.is_ok() { 0 } else { 101 };
                 // SAFETY: _exit ends the child at once, without running exit
