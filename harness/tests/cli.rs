@@ -19,7 +19,7 @@ use predicates::prelude::*;
 use rstest::rstest;
 use support::{HarnessRun, TempDir, Verdict, ALL_IDS, HARNESS, REFERENCE_SERVER};
 
-/// The repository root (the workspace), for `ci/conformance_app.py`.
+/// The repository root (the workspace), for `apps/conformance_app.py`.
 fn repo_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -443,7 +443,7 @@ fn the_server_runs_in_the_working_directory_given() {
     support::require_python3();
     let outcome = HarnessRun::run_cmd("cwd")
         .args(["--only", "lifecycle/startup", "--format", "json", "--cwd"])
-        .args([repo_root().join("ci")])
+        .args([repo_root().join("apps")])
         .server(["python3", "conformance_app.py"])
         .run();
     outcome.assert_code(0);

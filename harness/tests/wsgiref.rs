@@ -1,5 +1,5 @@
 //! The harness against a server it knows nothing about: Python's wsgiref,
-//! serving the conformance app shipped in `ci/conformance_app.py`.
+//! serving the conformance app shipped in `apps/conformance_app.py`.
 //!
 //! wsgiref's `WSGIServer` is iterative: one process, one thread, one request
 //! at a time. The harness must say so (model "iterative"), fail
@@ -16,7 +16,7 @@ fn wsgiref_is_iterative_and_fails_only_what_an_iterative_server_must() {
     support::require_python3();
     let app = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
-        .join("ci")
+        .join("apps")
         .join("conformance_app.py");
     assert!(app.is_file(), "{} is missing", app.display());
     let outcome = HarnessRun::run_cmd("wsgiref")

@@ -1,6 +1,6 @@
-"""Tests for ci/conformance_app.py: the WSGI app called directly, and its wsgiref server.
+"""Tests for apps/conformance_app.py: the WSGI app called directly, and its wsgiref server.
 
-Run from the repository root:  python3 -m unittest discover -s ci -p 'test_*.py'
+Run from the repository root:  python3 -m unittest discover -s apps -p 'test_*.py'
 """
 
 import base64
@@ -270,7 +270,7 @@ class Pep3333ValidatorTest(unittest.TestCase):
 
 
 class WsgirefServerTest(unittest.TestCase):
-    """Start `python3 ci/conformance_app.py` for real and talk to it over loopback."""
+    """Start `python3 apps/conformance_app.py` for real and talk to it over loopback."""
 
     STARTUP_DEADLINE = 30.0
     EXIT_DEADLINE = 20.0

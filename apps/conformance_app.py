@@ -40,9 +40,9 @@ last case would block forever on servers that hand over the raw socket (wsgiref)
 
 Running it (from the repository root; PORT is any free port):
 
-    gunicorn --chdir ci -b 127.0.0.1:$PORT conformance_app:app
-    cd ci && waitress-serve --listen=127.0.0.1:$PORT conformance_app:app
-    python3 ci/conformance_app.py --host 127.0.0.1 --port $PORT   # wsgiref, iterative
+    gunicorn --chdir apps -b 127.0.0.1:$PORT conformance_app:app
+    cd apps && waitress-serve --listen=127.0.0.1:$PORT conformance_app:app
+    python3 apps/conformance_app.py --host 127.0.0.1 --port $PORT   # wsgiref, iterative
 
 The wsgiref server also reads HOST and PORT from the environment (defaults 127.0.0.1
 and 8888; port 0 picks a free one), prints "listening on http://HOST:PORT" once it
