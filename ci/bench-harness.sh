@@ -12,7 +12,7 @@
 # endless-length: every answer's body never ends);
 # each learner fixture of harness/tests/fixtures (the tutorial's iterative server,
 # its 60 s-sleep variant, the forking ones, socketserver's forking and threading
-# servers, ...); and wsgiref serving ci/conformance_app.py.
+# servers, ...); and wsgiref serving apps/conformance_app.py.
 # Usage: ci/bench-harness.sh [NAME...]   (only the servers named; BENCH_ENFORCE=1 to
 #        exit 1 when a target is missed)
 set -euo pipefail
@@ -44,7 +44,7 @@ for fixture in "$FIXTURES"/tutorial_*.py "$FIXTURES"/fake_sleep.py "$FIXTURES"/l
 done
 servers+=("socketserver-forking|python3 $FIXTURES/socketserver_server.py forking")
 servers+=("socketserver-threading|python3 $FIXTURES/socketserver_server.py threading")
-servers+=("wsgiref|python3 ci/conformance_app.py")
+servers+=("wsgiref|python3 apps/conformance_app.py")
 
 wanted=("$@")
 selected() {

@@ -21,7 +21,7 @@
 #   SERVER_CMD        benchmark this command instead of building and running the
 #                     reference server; run with bash from the repository root, it
 #                     must print `listening on http://HOST:PORT` on stdout, e.g.
-#                     SERVER_CMD='python3 ci/conformance_app.py --port 0'
+#                     SERVER_CMD='python3 apps/conformance_app.py --port 0'
 #   STARTUP_TIMEOUT   seconds to wait for the listening line (default 30)
 #   CARGO_TARGET_DIR  honoured as by cargo, to find the built binary
 #   BASELINE=0        skip the C baseline: by default ci/bench/fork_server.c (a plain C
