@@ -1,6 +1,10 @@
 """Tests for apps/conformance_app.py: the WSGI app called directly, and its wsgiref server.
 
+Every case of apps/contract.json runs first (ContractTest), through wsgiref's PEP 3333
+validator; the tests after it pin what the contract cannot say for every interface.
+
 Run from the repository root:  python3 -m unittest discover -s apps -p 'test_*.py'
+(apps/test.sh runs these and every other app's tests).
 """
 
 import base64
@@ -21,6 +25,7 @@ from wsgiref.util import setup_testing_defaults
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import conformance_app  # noqa: E402  (needs the path set above)
+import contract  # noqa: E402
 
 APP_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conformance_app.py")
 
@@ -51,6 +56,52 @@ def call(path="/", method="GET", query="", body=None, extra=None):
     for name, value in headers:
         header_map[name.lower()] = value
     return status, header_map, b"".join(chunks)
+
+
+def run_case(request):
+    """Call the app, wrapped in wsgiref's validator, as a server would for a contract request."""
+    environ = dict(contract.meta_variables(request))
+    body = contract.request_body(request)
+    environ.update(
+        {
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body or b""),
+            "wsgi.errors": io.StringIO(),
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+        }
+    )
+    started = []
+
+    def start_response(status, headers, exc_info=None):
+        started.append((status, headers))
+        return lambda data: None
+
+    begin = time.monotonic()
+    result = validate.validator(conformance_app.app)(environ, start_response)
+    try:
+        pieces = list(result)
+    finally:
+        result.close()
+    elapsed_ms = (time.monotonic() - begin) * 1000.0
+    status, headers = started[0]
+    return contract.Response(
+        status=int(status.split(" ", 1)[0]),
+        headers=headers,
+        body=b"".join(pieces),
+        pieces=[len(piece) for piece in pieces],
+        elapsed_ms=elapsed_ms,
+        pid=os.getpid(),
+    )
+
+
+class ContractTest(unittest.TestCase):
+    """apps/contract.json: one test per case (test_hello_get_root, ...), added below."""
+
+
+contract.add_case_tests(ContractTest, run_case)
 
 
 class HelloTest(unittest.TestCase):
